@@ -1,0 +1,211 @@
+"""Name -> class registries, one per component family, and building objects from YAML specs.
+
+A config names components by ``type:`` (or by a bare string); the registry finds the class,
+checks the keys against its ``__init__`` signature and the values against its annotations,
+and reports mistakes as one-line ``ConfigError``s with file, line, key and "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+from neon.errors import ConfigError, UserError
+from neon.yamlio import line_of
+
+T = TypeVar("T")
+
+__all__ = ["Registry", "did_you_mean", "check_value"]
+
+
+def did_you_mean(name: str, options: list[str] | tuple[str, ...] | Any) -> str:
+    """`` (did you mean 'x'?)`` when a close option exists, else ``''``."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    """Whether a YAML value fits an annotation (int accepted for float, not bool for int)."""
+    if tp is Any or tp is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin is not None:
+        tp = origin
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp in (list, tuple, typing.Sequence):
+        return isinstance(value, (list, tuple))
+    if tp in (dict, Mapping):
+        return isinstance(value, Mapping)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def check_value(value: Any, tp: Any) -> str | None:
+    """An error message if ``value`` does not fit annotation ``tp``, else None."""
+    if _matches(value, tp):
+        return None
+    if typing.get_origin(tp) is typing.Literal:
+        options = ", ".join(repr(a) for a in typing.get_args(tp))
+        return f"must be one of {options}, got {value!r}{did_you_mean(value, typing.get_args(tp))}"
+    names = " or ".join(
+        _type_name(a) for a in (typing.get_args(tp) if typing.get_origin(tp) else (tp,))
+    )
+    return f"expected {names}, got {type(value).__name__} {value!r}"
+
+
+class Registry(Generic[T]):
+    """Components of one family (layers, optimizers, ...) by registry name.
+
+    ``@REG.register("name", "alias")`` on a class; ``REG.build(spec)`` makes an instance from
+    a YAML spec (a name, or a mapping with ``type:`` and constructor keywords).
+    """
+
+    def __init__(self, family: str, key: str = "type") -> None:
+        self.family = family
+        self.key = key
+        self._items: dict[str, type[T] | Callable[..., T]] = {}
+
+    def register(self, name: str, *aliases: str) -> Callable[[Any], Any]:
+        def decorate(obj: Any) -> Any:
+            for n in (name, *aliases):
+                if n in self._items:
+                    raise ValueError(f"{self.family} '{n}' registered twice")
+                self._items[n] = obj
+            if isinstance(obj, type) and not getattr(obj, "registry_name", None):
+                obj.registry_name = name
+            return obj
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def get(self, name: Any, *, file: str | None = None, line: int | None = None) -> Any:
+        if not isinstance(name, str) or name not in self._items:
+            known = ", ".join(self.names())
+            raise ConfigError(
+                f"unknown {self.family} {name!r}{did_you_mean(str(name), self.names())}; "
+                f"known: {known}",
+                file=file,
+                line=line,
+                key=self.key,
+            )
+        return self._items[name]
+
+    def build(self, spec: Any, /, *, where: str | None = None, **context: Any) -> T:
+        """Instantiate from ``spec``; ``context`` fills constructor arguments the YAML omits.
+
+        ``where`` is the dotted path of ``spec`` in the config, used in error messages.
+        """
+        file = getattr(spec, "file", None)
+        if isinstance(spec, str):
+            cls, kwargs, line = self.get(spec, file=file), {}, None
+        elif isinstance(spec, Mapping):
+            line = line_of(spec, self.key)
+            if self.key not in spec:
+                raise ConfigError(
+                    f"missing '{self.key}:' naming the {self.family}; known: "
+                    + ", ".join(self.names()),
+                    file=file,
+                    line=line_of(spec),
+                    key=where,
+                )
+            try:
+                cls = self.get(spec[self.key], file=file, line=line)
+            except ConfigError as exc:
+                raise exc.located(key=f"{where}.{self.key}" if where else self.key) from None
+            kwargs = {k: v for k, v in spec.items() if k != self.key}
+        else:
+            raise ConfigError(
+                f"expected a {self.family} name or a mapping with '{self.key}:', "
+                f"got {type(spec).__name__} {spec!r}",
+                file=file,
+                key=where,
+            )
+        return self.instantiate(cls, kwargs, spec=spec, where=where, context=context)
+
+    def instantiate(
+        self,
+        cls: Any,
+        kwargs: dict[str, Any],
+        *,
+        spec: Any = None,
+        where: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> T:
+        """Check ``kwargs`` against ``cls``'s signature and annotations, then call it."""
+        file = getattr(spec, "file", None)
+        target = cls.__init__ if isinstance(cls, type) else cls
+        sig = inspect.signature(target)
+        hints = _hints(target)
+        params = {n: p for n, p in sig.parameters.items() if n != "self"}
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        named = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        label = f"{self.family} '{getattr(cls, 'registry_name', cls.__name__)}'"
+        for key, value in kwargs.items():
+            key_path = f"{where}.{key}" if where else str(key)
+            line = line_of(spec, key)
+            if key not in named and not accepts_any:
+                public = [n for n in named if not n.startswith("_")]
+                raise ConfigError(
+                    f"unknown key for {label}{did_you_mean(str(key), public)}; "
+                    f"valid keys: {', '.join(public)}",
+                    file=file,
+                    line=line,
+                    key=key_path,
+                )
+            if key in hints:
+                problem = check_value(value, hints[key])
+                if problem:
+                    raise ConfigError(problem, file=file, line=line, key=key_path)
+        call = dict(kwargs)
+        for name, value in (context or {}).items():
+            if name in named and name not in call:
+                call[name] = value
+        missing = [
+            n for n, p in named.items() if p.default is p.empty and n not in call
+        ]
+        if missing:
+            raise ConfigError(
+                f"{label} needs {', '.join(repr(m) for m in missing)}",
+                file=file,
+                line=line_of(spec),
+                key=where,
+            )
+        try:
+            return cls(**call)
+        except UserError as exc:
+            raise exc.located(file=file, line=line_of(spec), key=where) from None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{label}: {exc}", file=file, line=line_of(spec), key=where) from None
+
+
+def _hints(fn: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations simply go unchecked
+        return {}
