@@ -51,3 +51,14 @@ class ConfigError(UserError):
 
 class DatasetError(UserError):
     """A dataset's files are missing or unreadable."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the trial failed, not the program."""
+
+    def __init__(self, epoch: int, batch: int | None = None, loss: float | None = None) -> None:
+        self.epoch = epoch
+        self.batch = batch
+        self.loss = loss
+        where = f" (batch {batch})" if batch is not None else ""
+        super().__init__(f"diverged at epoch {epoch}{where}: loss is {loss}")

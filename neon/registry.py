@@ -19,7 +19,7 @@ from neon.yamlio import line_of
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "did_you_mean", "check_value"]
+__all__ = ["Registry", "check_value", "did_you_mean"]
 
 
 def did_you_mean(name: str, options: list[str] | tuple[str, ...] | Any) -> str:
@@ -89,7 +89,7 @@ class Registry(Generic[T]):
                 if n in self._items:
                     raise ValueError(f"{self.family} '{n}' registered twice")
                 self._items[n] = obj
-            if isinstance(obj, type) and not getattr(obj, "registry_name", None):
+            if isinstance(obj, type) and "registry_name" not in vars(obj):
                 obj.registry_name = name
             return obj
 
@@ -104,7 +104,10 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
-    def get(self, name: Any, *, file: str | None = None, line: int | None = None) -> Any:
+    def get(
+        self, name: Any, *, file: str | None = None, line: int | None = None,
+        key: str | None = None,
+    ) -> Any:
         if not isinstance(name, str) or name not in self._items:
             known = ", ".join(self.names())
             raise ConfigError(
@@ -112,7 +115,7 @@ class Registry(Generic[T]):
                 f"known: {known}",
                 file=file,
                 line=line,
-                key=self.key,
+                key=key or self.key,
             )
         return self._items[name]
 
@@ -123,7 +126,7 @@ class Registry(Generic[T]):
         """
         file = getattr(spec, "file", None)
         if isinstance(spec, str):
-            cls, kwargs, line = self.get(spec, file=file), {}, None
+            cls, kwargs, line = self.get(spec, file=file, key=where), {}, None
         elif isinstance(spec, Mapping):
             line = line_of(spec, self.key)
             if self.key not in spec:
@@ -134,10 +137,8 @@ class Registry(Generic[T]):
                     line=line_of(spec),
                     key=where,
                 )
-            try:
-                cls = self.get(spec[self.key], file=file, line=line)
-            except ConfigError as exc:
-                raise exc.located(key=f"{where}.{self.key}" if where else self.key) from None
+            cls = self.get(spec[self.key], file=file, line=line,
+                           key=f"{where}.{self.key}" if where else self.key)
             kwargs = {k: v for k, v in spec.items() if k != self.key}
         else:
             raise ConfigError(
@@ -159,12 +160,7 @@ class Registry(Generic[T]):
     ) -> T:
         """Check ``kwargs`` against ``cls``'s signature and annotations, then call it."""
         file = getattr(spec, "file", None)
-        target = cls.__init__ if isinstance(cls, type) else cls
-        sig = inspect.signature(target)
-        hints = _hints(target)
-        params = {n: p for n, p in sig.parameters.items() if n != "self"}
-        accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        named = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        named, hints, accepts_any = _signature(cls)
         label = f"{self.family} '{getattr(cls, 'registry_name', cls.__name__)}'"
         for key, value in kwargs.items():
             key_path = f"{where}.{key}" if where else str(key)
@@ -204,8 +200,39 @@ class Registry(Generic[T]):
             raise ConfigError(f"{label}: {exc}", file=file, line=line_of(spec), key=where) from None
 
 
+def _signature(cls: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+    """Keyword parameters a class accepts, following ``**kwargs`` up to its base classes."""
+    targets = [c.__init__ for c in cls.__mro__ if "__init__" in vars(c)] if isinstance(
+        cls, type) else [cls]
+    named: dict[str, inspect.Parameter] = {}
+    hints: dict[str, Any] = {}
+    for target in targets:
+        params = inspect.signature(target).parameters
+        for n, p in params.items():
+            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                named.setdefault(n, p)
+        for n, h in _hints(target).items():
+            hints.setdefault(n, h)
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return named, hints, False
+    return named, hints, True
+
+
 def _hints(fn: Any) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable annotations simply go unchecked
+    except Exception:
         return {}
+
+
+def import_submodules(package: str, path: Any) -> None:
+    """Import every module of a package so that their ``@REG.register`` decorators run.
+
+    Adding a component then touches one new file (plus its test), not a list elsewhere.
+    """
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")

@@ -8,6 +8,7 @@ are used: nothing in a config file is imported or executed.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 
 from neon.errors import ConfigError
 
-__all__ = ["LocDict", "LocList", "LineLoader", "load_yaml", "read_source", "line_of"]
+__all__ = ["LineLoader", "LocDict", "LocList", "line_of", "load_yaml", "read_source"]
 
 
 class LocDict(dict):
@@ -110,6 +111,14 @@ LineLoader.add_constructor(
 )
 
 
+# YAML 1.1 (PyYAML) reads 1e-4 and 1.0e6 as strings; YAML 1.2 and every user read them as floats.
+LineLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def read_source(source: str | os.PathLike[str]) -> tuple[str, str | None]:
     """Return ``(text, file name)`` for a path or for literal YAML text.
 
@@ -146,9 +155,9 @@ def load_yaml(
     name = file or name
     bound = type("BoundLoader", (loader,), {"source_name": name})
     try:
-        return yaml.load(text, Loader=bound)  # noqa: S506 - bound is a SafeLoader subclass
+        return yaml.load(text, Loader=bound)
     except ConfigError as exc:
-        raise exc.located(file=name)
+        raise exc.located(file=name) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

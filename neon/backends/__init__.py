@@ -1,1 +1,48 @@
-"""backends."""
+"""Compute backends (CPU numpy, GPU CuPy) and numeric representations.
+
+``gen_backend(name, numerics, stochastic_rounding, seed)`` is the one entry point; backends
+register themselves by name in ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neon.backends.backend import Backend, FlowCounter
+from neon.backends.numerics import FORMATS, Format, get_format
+from neon.registry import Registry
+
+__all__ = ["BACKENDS", "FORMATS", "Backend", "FlowCounter", "Format", "gen_backend", "get_format"]
+
+BACKENDS: Registry[Backend] = Registry("backend", key="name")
+
+
+def _cpu(**kwargs: Any) -> Backend:
+    from neon.backends.cpu import CPUBackend
+
+    return CPUBackend(**kwargs)
+
+
+def _gpu(**kwargs: Any) -> Backend:
+    from neon.backends.gpu import GPUBackend
+
+    return GPUBackend(**kwargs)
+
+
+BACKENDS.register("cpu")(_cpu)
+BACKENDS.register("gpu")(_gpu)
+
+
+def gen_backend(
+    name: str = "cpu",
+    numerics: str = "fp32",
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+    **options: Any,
+) -> Backend:
+    """Make a backend: ``gen_backend('cpu', 'fp16', stochastic_rounding=True, seed=0)``."""
+    get_format(numerics)  # validate early with a clear message
+    factory = BACKENDS.get(name)
+    return factory(
+        numerics=numerics, stochastic_rounding=stochastic_rounding, seed=seed, **options
+    )

@@ -1,0 +1,244 @@
+"""The Backend: the only way layers, costs and optimizers touch arrays.
+
+Array-module design: ``be.xp`` is numpy on the CPU and CuPy on the GPU, so elementwise code
+is shared; what differs between devices (GEMM, rounding to the storage format, random bits,
+host transfers, fused kernels) goes through the methods here. Every stored result is passed
+through ``quantize`` so that fp16/bf16 storage is honoured with fp32 arithmetic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from neon.backends.numerics import Format, get_format
+
+__all__ = ["Backend", "FlowCounter"]
+
+
+class FlowCounter:
+    """Per-scope counts of stored values and of those that over- or underflowed.
+
+    Scopes are layer names; the model sets ``scope`` while a layer runs, so every rounding
+    of that layer's results lands in its row.
+    """
+
+    def __init__(self) -> None:
+        self.scope = "-"
+        self.counts: dict[str, list[int]] = {}
+
+    def add(self, n: int, overflow: int, underflow: int) -> None:
+        row = self.counts.setdefault(self.scope, [0, 0, 0])
+        row[0] += n
+        row[1] += overflow
+        row[2] += underflow
+
+    def fractions(self) -> dict[str, dict[str, float]]:
+        """``{scope: {"overflow": f, "underflow": f}}`` as fractions of stored values."""
+        return {
+            scope: {"overflow": o / n if n else 0.0, "underflow": u / n if n else 0.0}
+            for scope, (n, o, u) in self.counts.items()
+        }
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+
+class Backend:
+    """Base class of compute backends; subclasses set ``xp`` and the device-specific parts."""
+
+    name = "base"
+    xp: Any = np
+
+    def __init__(
+        self,
+        numerics: str | Format = "fp32",
+        stochastic_rounding: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.format = get_format(numerics)
+        self.stochastic_rounding = bool(stochastic_rounding) and self.format.emulated
+        self.seed = int(seed)
+        self.flow: FlowCounter | None = None
+        self._round_calls = 0
+        self.rng = self._make_rng(self.seed)
+
+    # ----------------------------------------------------------------- description
+    @property
+    def numerics(self) -> str:
+        return self.format.name
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of arrays this backend allocates (the compute dtype unless overridden)."""
+        return self.format.compute
+
+    def __repr__(self) -> str:
+        sr = ", stochastic rounding" if self.stochastic_rounding else ""
+        return f"{type(self).__name__}({self.format.name}{sr}, seed={self.seed})"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "numerics": self.format.name,
+            "stochastic_rounding": self.stochastic_rounding,
+            "seed": self.seed,
+        }
+
+    # ----------------------------------------------------------------- allocation
+    def empty(self, shape: Any, dtype: Any = None) -> Any:
+        return self.xp.empty(shape, dtype=dtype or self.dtype)
+
+    def zeros(self, shape: Any, dtype: Any = None) -> Any:
+        return self.xp.zeros(shape, dtype=dtype or self.dtype)
+
+    def ones(self, shape: Any, dtype: Any = None) -> Any:
+        return self.xp.ones(shape, dtype=dtype or self.dtype)
+
+    def full(self, shape: Any, value: float, dtype: Any = None) -> Any:
+        return self.xp.full(shape, value, dtype=dtype or self.dtype)
+
+    def array(self, host: Any, dtype: Any = None, quantize: bool = True) -> Any:
+        """Copy host data to the device in the backend dtype, rounded to the storage format."""
+        out = self.xp.array(host, dtype=dtype or self.dtype, copy=True)
+        if quantize and out.dtype == self.dtype:
+            self.quantize(out)
+        return out
+
+    def asarray(self, host: Any, dtype: Any = None) -> Any:
+        """Device view of ``host`` without rounding (labels, indices, masks)."""
+        return self.xp.asarray(host, dtype=dtype)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        """A numpy copy of a device array (float16/bfloat16 storage comes back as fp32)."""
+        return np.array(x)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (timing); a no-op on the CPU."""
+
+    # ----------------------------------------------------------------- rounding
+    def quantize(self, x: Any) -> Any:
+        """Round ``x`` in place to the storage format; returns ``x``."""
+        if self.format.emulated:
+            over, under = self._round(x)
+            if self.flow is not None:
+                self.flow.add(int(x.size), int(over), int(under))
+        elif self.flow is not None:
+            over, under = self._flow_counts(x)
+            self.flow.add(int(x.size), int(over), int(under))
+        return x
+
+    def next_rounding_offset(self, n: int) -> int:
+        """Counter for stochastic rounding's random bits: a fresh stream per call."""
+        offset = self._round_calls
+        self._round_calls += int(n)
+        return offset
+
+    def _round(self, x: Any) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _flow_counts(self, x: Any) -> tuple[int, int]:
+        a = self.xp.abs(x)
+        over = int(self.xp.isinf(a).sum())
+        under = int(((a < self.format.tiny) & (a != 0)).sum())
+        return over, under
+
+    @contextlib.contextmanager
+    def scope(self, name: str) -> Iterator[None]:
+        """Attribute roundings inside the block to ``name`` in the flow counter."""
+        if self.flow is None:
+            yield
+            return
+        previous, self.flow.scope = self.flow.scope, name
+        try:
+            yield
+        finally:
+            self.flow.scope = previous
+
+    # ----------------------------------------------------------------- linear algebra
+    def dot(
+        self,
+        a: Any,
+        b: Any,
+        out: Any = None,
+        trans_a: bool = False,
+        trans_b: bool = False,
+        accumulate: bool = False,
+    ) -> Any:
+        """``out = op(a) @ op(b)`` (``+=`` with ``accumulate``), rounded to storage."""
+        xp = self.xp
+        a = a.T if trans_a else a
+        b = b.T if trans_b else b
+        if accumulate:
+            out += xp.matmul(a, b)
+        elif out is None:
+            out = xp.matmul(a, b)
+        else:
+            xp.matmul(a, b, out=out)
+        return self.quantize(out)
+
+    # ----------------------------------------------------------------- random numbers
+    def _make_rng(self, seed: Any) -> Any:
+        return np.random.default_rng(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Restart the random streams (dropout, stochastic rounding) from ``(seed, epoch)``.
+
+        Training resumed from a checkpoint at epoch ``e`` then draws exactly what an
+        uninterrupted run draws from epoch ``e`` on.
+        """
+        self.rng = self._make_rng([self.seed, int(epoch)])
+        self._round_calls = int(epoch) << 40
+
+    def uniform(self, shape: Any, low: float = 0.0, high: float = 1.0) -> Any:
+        host = self.rng.uniform(low, high, size=shape)
+        return self.array(host)
+
+    def normal(self, shape: Any, loc: float = 0.0, scale: float = 1.0) -> Any:
+        host = self.rng.normal(loc, scale, size=shape)
+        return self.array(host)
+
+    def bernoulli_mask(self, shape: Any, keep: float, out: Any = None) -> Any:
+        """0/1 mask with P(1) = keep, in the backend dtype."""
+        mask = self.rng.random(size=shape, dtype=np.float32) < keep
+        if out is None:
+            return self.xp.asarray(mask, dtype=self.dtype)
+        out[...] = self.xp.asarray(mask)
+        return out
+
+    # ----------------------------------------------------------------- helpers
+    def onehot(self, labels: Any, nclass: int, out: Any = None) -> Any:
+        """One-hot rows for integer ``labels`` (shape ``(n, nclass)``)."""
+        xp = self.xp
+        labels = xp.asarray(labels)
+        if out is None or out.shape != (labels.shape[0], nclass):
+            out = self.zeros((labels.shape[0], nclass))
+        else:
+            out.fill(0)
+        out[xp.arange(labels.shape[0]), labels] = 1
+        return out
+
+    def range_stats(self, x: Any) -> tuple[float, float, float, int]:
+        """(min, max, mean |x|, non-finite count) over the finite values of ``x``."""
+        xp = self.xp
+        finite = xp.isfinite(x)
+        bad = int(x.size - int(finite.sum()))
+        if bad == x.size:
+            return float("nan"), float("nan"), float("nan"), bad
+        vals = x[finite] if bad else x
+        return (
+            float(vals.min()),
+            float(vals.max()),
+            float(xp.abs(vals).astype(np.float64).mean()),
+            bad,
+        )
+
+    def all_finite(self, arrays: list[Any]) -> bool:
+        """True when every array holds only finite values (dynamic loss scaling's check)."""
+        return all(bool(self.xp.isfinite(a).all()) for a in arrays)
+
+    def set_threads(self, n: int) -> None:
+        """Limit the compute threads this backend uses (a no-op where it does not apply)."""

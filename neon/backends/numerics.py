@@ -1,0 +1,113 @@
+"""Numeric representations: storage formats, rounding and their parameters.
+
+fp16 and bf16 mean *storage* in that format with fp32 arithmetic: each stored result is
+rounded (nearest-even or stochastically) to the format. fp64 exists for gradient checks.
+The functions here are the numpy reference implementations; backends may use fused kernels
+that must agree with them bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+from neon.errors import ConfigError
+from neon.registry import did_you_mean
+
+__all__ = ["FORMATS", "Format", "get_format", "round_nearest", "round_stochastic"]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A storage format and the arithmetic precision used with it."""
+
+    name: str
+    storage: np.dtype  # dtype values are rounded to (and saved in)
+    compute: np.dtype  # dtype arithmetic runs in
+    max: float  # largest finite value
+    tiny: float  # smallest positive normal value
+    mantissa_bits: int  # explicit fraction bits
+
+    @property
+    def emulated(self) -> bool:
+        """True when storage is narrower than compute, so results must be rounded."""
+        return self.storage != self.compute
+
+    @property
+    def itemsize(self) -> int:
+        return self.storage.itemsize
+
+
+def _format(name: str, storage: type, compute: type) -> Format:
+    info = ml_dtypes.finfo(storage) if storage is ml_dtypes.bfloat16 else np.finfo(storage)
+    return Format(
+        name=name,
+        storage=np.dtype(storage),
+        compute=np.dtype(compute),
+        max=float(info.max),
+        tiny=float(info.tiny),
+        mantissa_bits=int(info.nmant),
+    )
+
+
+FORMATS: dict[str, Format] = {
+    "fp64": _format("fp64", np.float64, np.float64),
+    "fp32": _format("fp32", np.float32, np.float32),
+    "fp16": _format("fp16", np.float16, np.float32),
+    "bf16": _format("bf16", ml_dtypes.bfloat16, np.float32),
+}
+_ALIASES = {"float64": "fp64", "float32": "fp32", "float16": "fp16", "half": "fp16",
+            "bfloat16": "bf16", "single": "fp32", "double": "fp64"}
+
+
+def get_format(name: str | Format) -> Format:
+    """The Format for ``fp64|fp32|fp16|bf16`` (numpy dtype names accepted too)."""
+    if isinstance(name, Format):
+        return name
+    key = _ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in FORMATS:
+        raise ConfigError(
+            f"unknown numerics {name!r}{did_you_mean(str(name), list(FORMATS))}; "
+            f"known: {', '.join(FORMATS)}",
+            key="numerics",
+        )
+    return FORMATS[key]
+
+
+def round_nearest(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """Reference: ``x`` rounded to nearest-even in ``fmt``, returned in ``fmt.compute``."""
+    if not fmt.emulated:
+        return np.asarray(x, dtype=fmt.compute)
+    with np.errstate(over="ignore"):
+        return np.asarray(x, dtype=np.float32).astype(fmt.storage).astype(fmt.compute)
+
+
+def round_stochastic(x: np.ndarray, fmt: Format, rng: np.random.Generator) -> np.ndarray:
+    """Reference: unbiased stochastic rounding of fp32 ``x`` to ``fmt`` (E[result] = x).
+
+    Rounds down to the next representable value toward zero or up away from it, with the
+    probability of the up step equal to the distance covered, as in Gupta et al. (2015).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if not fmt.emulated:
+        return x.copy()
+    down = _truncate(x, fmt)
+    with np.errstate(over="ignore", invalid="ignore"):
+        up = np.nextafter(down.astype(fmt.storage), np.copysign(np.inf, x).astype(fmt.storage))
+        up = up.astype(np.float32)
+        gap = up - down
+        frac = np.where(gap != 0, (x - down) / np.where(gap != 0, gap, 1), 0.0)
+    take_up = rng.random(x.shape, dtype=np.float32) < frac
+    out = np.where(take_up & (down != x), up, down)
+    return np.where(np.isfinite(x), out, x).astype(np.float32)
+
+
+def _truncate(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """Round toward zero to ``fmt``: the lower candidate of stochastic rounding."""
+    with np.errstate(over="ignore"):
+        near = x.astype(fmt.storage).astype(np.float32)
+    toward = np.nextafter(near.astype(fmt.storage), np.zeros((), fmt.storage)).astype(np.float32)
+    overshoot = np.abs(near) > np.abs(x)
+    return np.where(overshoot, toward, near)

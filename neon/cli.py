@@ -1,0 +1,185 @@
+"""``neon MODEL.yaml``: train one model from its YAML file and report per-epoch metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from neon.backends.numerics import FORMATS
+from neon.callbacks import Callback
+from neon.errors import TrainingDiverged, UserError
+
+__all__ = ["format_table", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="neon",
+        description="Train one model described by a YAML file (see examples/ANNOTATED_EXAMPLE"
+        ".yaml). Command-line flags override the file's values.",
+    )
+    p.add_argument("model", help="model YAML file")
+    p.add_argument("--backend", choices=["cpu", "gpu"], help="compute backend")
+    p.add_argument("--numerics", choices=list(FORMATS),
+                   help="storage format: fp32, fp16, bf16 (fp32 arithmetic) or fp64")
+    p.add_argument("--stochastic-rounding", action="store_true", default=None,
+                   help="round stored fp16/bf16 values stochastically instead of to nearest")
+    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--seed", type=int, help="seed for initialization, dropout and data order")
+    p.add_argument("--dataset", help="use this dataset instead of the file's (e.g. synthetic)")
+    p.add_argument("--save", metavar="OUT.npz", help="save weights, optimizer state and config")
+    p.add_argument("--diagnostics", action="store_true",
+                   help="measure per-layer time and numeric ranges (overflow/underflow)")
+    p.add_argument("-o", "--output", metavar="RESULT.json",
+                   help="write final metrics, per-epoch history and timing as JSON")
+    p.add_argument("--mlflow", action="store_true",
+                   help="log the run to MLflow (store from --tracking-uri)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
+    return p
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4g}" if abs(value) >= 1e4 or (value and abs(value) < 1e-3) else \
+            f"{value:.4f}"
+    return str(value)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Right-aligned text table of ``rows`` restricted to ``columns``."""
+    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+              for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+class EpochPrinter(Callback):
+    """Prints one table row per epoch as training goes."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        self.widths = [max(len(c), 8) for c in columns]
+
+    def on_train_begin(self, model: Any, epochs: int, initial_epoch: int) -> None:
+        print("  ".join(c.rjust(w) for c, w in zip(self.columns, self.widths)), flush=True)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+        print("  ".join(_fmt(metrics.get(c, "")).rjust(w)
+                        for c, w in zip(self.columns, self.widths)), flush=True)
+
+
+def _diagnostics_report(record: dict[str, Any]) -> str:
+    diag = record.get("diagnostics") or {}
+    out = []
+    timing = diag.get("timing") or {}
+    if timing:
+        rows = [{"layer": k, **v} for k, v in timing.items()]
+        cols = ["layer", "fprop_ms", "bprop_ms", "update_ms"]
+        out.append("time per minibatch (last epoch):\n" + format_table(rows, cols))
+    ranges = diag.get("ranges") or {}
+    flow = diag.get("flow") or {}
+    if ranges:
+        rows = []
+        for layer, tensors in ranges.items():
+            for tensor, s in tensors.items():
+                rows.append({"layer": layer, "tensor": tensor, **s})
+        out.append("numeric ranges (sampled minibatches):\n"
+                   + format_table(rows, ["layer", "tensor", "min", "max", "mean_abs",
+                                         "nonfinite"]))
+    if flow:
+        rows = [{"scope": k, **v} for k, v in flow.items()]
+        out.append("fraction of stored values that overflowed / underflowed:\n"
+                   + format_table(rows, ["scope", "overflow", "underflow"]))
+    return "\n\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neon.config import apply_overrides, build_experiment, load_config
+
+    cfg = load_config(args.model)
+    cfg = apply_overrides(
+        cfg, backend=args.backend, numerics=args.numerics,
+        stochastic_rounding=args.stochastic_rounding, epochs=args.epochs, seed=args.seed,
+        dataset=args.dataset,
+    )
+    if args.diagnostics:
+        cfg["diagnostics"] = {"timing": True, "ranges": True}
+    exp = build_experiment(cfg)
+    be = exp.be
+    if not args.quiet:
+        sr = " stochastic-rounding" if be.stochastic_rounding else ""
+        print(f"neon: {args.model}: backend={be.name} numerics={be.numerics}{sr} "
+              f"seed={exp.seed} dataset={exp.data.name} ({exp.data.train.ndata} train, "
+              f"{exp.data.valid.ndata if exp.data.valid else 0} valid) "
+              f"params={exp.model.nparams:,}", flush=True)
+    columns = ["epoch", "train_loss", *[f"val_{m.name}" for m in exp.metrics], "seconds"]
+    callbacks: list[Callback] = [] if args.quiet else [EpochPrinter(columns)]
+    tracker = None
+    if args.mlflow:
+        from experiments.tracking import SingleRunTracker
+
+        tracker = SingleRunTracker.for_experiment(exp, args.model, args.tracking_uri)
+        callbacks.append(tracker.callback())
+    start = time.perf_counter()
+    try:
+        history = exp.run(callbacks=callbacks)
+    except TrainingDiverged as exc:
+        if tracker is not None:
+            tracker.finish("failed", str(exc))
+        print(f"neon: {args.model}: training {exc}", file=sys.stderr)
+        return 1
+    total = time.perf_counter() - start
+    final = {k: v for k, v in history.final.items()
+             if k.startswith("val_") or k == "train_loss"}
+    if args.save:
+        exp.model.save(args.save, exp.optimizer)
+    if tracker is not None:
+        tracker.finish("completed", None, final)
+    print("final: " + " ".join(f"{k}={_fmt(v)}" for k, v in final.items())
+          + f" ({total:.1f} s)" + (f"; saved {args.save}" if args.save else ""))
+    if args.diagnostics and not args.quiet:
+        print()
+        print(_diagnostics_report(history.final))
+    if args.output:
+        result = {
+            "model": args.model,
+            "final": final,
+            "history": history.epochs,
+            "timing": {
+                "total_seconds": total,
+                "epoch_seconds": history.metric("seconds"),
+                "layers": (history.final.get("diagnostics") or {}).get("timing"),
+            },
+            "backend": be.describe(),
+            "config": exp.config,
+        }
+        with open(args.output, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2, default=float)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"neon: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("neon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Optimizer base class: learning-rate schedule, loss-scale removal, weight decay, clipping.
+
+Subclasses implement ``update(be, param, grad, lr)`` in place; state arrays live in
+``param.state`` (so they are saved with the model) and, like weights, are rounded to the
+storage format after every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neon.layers.layer import Param
+from neon.optimizers.schedules import Schedule, build_schedule
+from neon.registry import Registry
+
+__all__ = ["OPTIMIZERS", "Optimizer"]
+
+OPTIMIZERS: Registry[Optimizer] = Registry("optimizer")
+
+
+class Optimizer:
+    """Base class of optimizers; ``slots`` names the per-parameter state arrays."""
+
+    registry_name = "optimizer"
+    slots: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        schedule: str | dict | Schedule | None = None,
+        weight_decay: float = 0.0,
+        gradient_clip_value: float | None = None,
+        gradient_clip_norm: float | None = None,
+    ) -> None:
+        if learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.learning_rate = float(learning_rate)
+        self.schedule = build_schedule(schedule)
+        self.weight_decay = float(weight_decay)
+        self.gradient_clip_value = gradient_clip_value
+        self.gradient_clip_norm = gradient_clip_norm
+        self.steps = 0
+        self.epoch = 0
+        self.lr = self.learning_rate
+
+    def set_epoch(self, epoch: int) -> None:
+        """Apply the schedule for 0-based ``epoch``."""
+        self.epoch = int(epoch)
+        self.lr = float(self.schedule(self.learning_rate, self.epoch))
+
+    def optimize(self, params: list[Param], be: Any, grad_scale: float = 1.0) -> None:
+        """One update of every parameter from its gradient (divided by ``grad_scale``)."""
+        self.steps += 1
+        xp = be.xp
+        for p in params:
+            with be.scope(p.layer):
+                g = p.grad
+                if grad_scale != 1.0:
+                    g *= 1.0 / grad_scale
+                if self.weight_decay and p.decay:
+                    g += self.weight_decay * p.value
+                if self.gradient_clip_value is not None:
+                    xp.clip(g, -self.gradient_clip_value, self.gradient_clip_value, out=g)
+                if self.gradient_clip_norm is not None:
+                    norm = float(xp.sqrt((g * g).sum()))
+                    if norm > self.gradient_clip_norm:
+                        g *= self.gradient_clip_norm / norm
+                for slot in self.slots:
+                    if slot not in p.state:
+                        p.state[slot] = be.zeros(p.value.shape)
+                self.update(be, p, g, self.lr)
+                be.quantize(p.value)
+                for slot in self.slots:
+                    be.quantize(p.state[slot])
+
+    def update(self, be: Any, p: Param, g: Any, lr: float) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Scalars to resume from (per-parameter arrays are in ``Param.state``)."""
+        return {"steps": self.steps, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state.get("steps", 0))
+        self.set_epoch(int(state.get("epoch", 0)))
+
+    def __repr__(self) -> str:
+        return f"{self.registry_name}(lr={self.learning_rate})"

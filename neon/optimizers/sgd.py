@@ -1,0 +1,65 @@
+"""Stochastic gradient descent with optional (Nesterov) momentum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neon.layers.layer import Param
+from neon.optimizers.optimizer import OPTIMIZERS, Optimizer
+
+__all__ = ["SGD", "Momentum", "Nesterov"]
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(Optimizer):
+    """``v = momentum * v - lr * g``; ``W += v`` (Nesterov: ``W += momentum * v - lr * g``)."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        schedule: str | dict | None = None,
+        weight_decay: float = 0.0,
+        gradient_clip_value: float | None = None,
+        gradient_clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(learning_rate, schedule, weight_decay, gradient_clip_value,
+                         gradient_clip_norm)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if nesterov and momentum == 0.0:
+            raise ValueError("nesterov needs momentum > 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.slots = ("velocity",) if self.momentum else ()
+
+    def update(self, be: Any, p: Param, g: Any, lr: float) -> None:
+        g *= lr
+        if not self.momentum:
+            p.value -= g
+            return
+        v = p.state["velocity"]
+        v *= self.momentum
+        v -= g
+        if self.nesterov:
+            p.value += self.momentum * v
+            p.value -= g
+        else:
+            p.value += v
+
+
+@OPTIMIZERS.register("momentum")
+class Momentum(SGD):
+    """SGD with momentum (default 0.9)."""
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9, **kwargs: Any) -> None:
+        super().__init__(learning_rate, momentum=momentum, **kwargs)
+
+
+@OPTIMIZERS.register("nesterov")
+class Nesterov(SGD):
+    """SGD with Nesterov momentum (default 0.9)."""
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9, **kwargs: Any) -> None:
+        super().__init__(learning_rate, momentum=momentum, nesterov=True, **kwargs)

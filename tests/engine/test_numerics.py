@@ -1,0 +1,125 @@
+"""Rounding to fp16/bf16: nearest-even against ml_dtypes/numpy, stochastic rounding unbiased."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+from scipy import stats
+
+from neon.backends import cpu_kernels as kernels
+from neon.backends import gen_backend, get_format
+from neon.backends.numerics import round_nearest, round_stochastic
+from neon.errors import ConfigError
+
+DTYPES = {"fp16": np.float16, "bf16": ml_dtypes.bfloat16}
+
+
+def hard_values(fmt: str) -> np.ndarray:
+    """Ties, subnormals, overflow boundaries, specials and a wide random sweep."""
+    rng = np.random.default_rng(0)
+    wide = (rng.standard_normal(200_000) * np.exp(rng.uniform(-30, 14, 200_000)))
+    dtype = DTYPES[fmt]
+    # exact midpoints between consecutive representable values -> ties to even
+    grid = np.arange(0, 60_000, 37, dtype=np.uint16).view(dtype).astype(np.float32)
+    grid = grid[np.isfinite(grid)]
+    nxt = np.nextafter(grid.astype(dtype), np.array(np.inf, dtype)).astype(np.float32)
+    ties = ((grid.astype(np.float64) + nxt) / 2).astype(np.float32)
+    info = get_format(fmt)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.max, -info.max, info.tiny,
+                         info.tiny / 2, info.tiny / 3, 65519.99, 65520.0, 3.0e38, 1e-45,
+                         2.0**-24, 2.0**-25, 1.5 * 2.0**-25, 2.0**-26])
+    return np.concatenate([wide, ties, -ties, specials]).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+def test_nearest_kernel_matches_ml_dtypes_bit_for_bit(fmt):
+    x = hard_values(fmt)
+    with np.errstate(over="ignore"):
+        expected = x.astype(DTYPES[fmt]).astype(np.float32)
+    be = gen_backend("cpu", fmt)
+    got = be.quantize(x.copy())
+    same = (got.view(np.uint32) == expected.view(np.uint32)) | (np.isnan(got) & np.isnan(expected))
+    assert same.all(), f"{(~same).sum()} mismatches, e.g. {x[~same][:5]} -> {got[~same][:5]}"
+    np.testing.assert_array_equal(round_nearest(x, get_format(fmt)), expected)
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+def test_large_arrays_use_the_parallel_kernel_with_same_results(fmt):
+    x = np.random.default_rng(1).standard_normal(kernels.PARALLEL_MIN_SIZE * 3).astype(np.float32)
+    a, b = x.copy(), x.copy()
+    kernels.ROUNDERS[fmt].serial(a.view(np.uint32), a.view(np.uint32))
+    kernels.ROUNDERS[fmt](b.view(np.uint32), b.view(np.uint32))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+def test_stochastic_rounding_lands_on_neighbours_and_is_unbiased(fmt):
+    rng = np.random.default_rng(3)
+    base = (rng.standard_normal(64) * np.exp(rng.uniform(-6, 6, 64))).astype(np.float32)
+    if fmt == "fp16":  # include values in fp16's subnormal range
+        base[:8] = rng.uniform(-2.0**-15, 2.0**-15, 8).astype(np.float32)
+    n = 20_000
+    x = np.repeat(base[None, :], n, axis=0)
+    be = gen_backend("cpu", fmt, stochastic_rounding=True, seed=7)
+    r = be.quantize(x.copy())
+    dtype = DTYPES[fmt]
+    # every result is representable and one of the two neighbours of x
+    np.testing.assert_array_equal(r.astype(dtype).astype(np.float32), r)
+    lo = np.minimum.reduce(r, axis=0)
+    hi = np.maximum.reduce(r, axis=0)
+    assert np.all((lo <= base) & (base <= hi))
+    # mean within 4.5 standard errors of x (a Bernoulli between two neighbours)
+    p = np.where(hi > lo, (base - lo) / np.where(hi > lo, hi - lo, 1), 0)
+    stderr = (hi - lo) * np.sqrt(p * (1 - p) / n) + 1e-30
+    z = np.abs(r.astype(np.float64).mean(axis=0) - base) / stderr
+    assert z.max() < 4.5, f"biased: max z {z.max():.2f}"
+
+
+def test_stochastic_rounding_reference_is_unbiased():
+    x = np.full(100_000, 1.0 + 2.0**-12, dtype=np.float32)  # between fp16 1.0 and 1.0009765625
+    r = round_stochastic(x, get_format("fp16"), np.random.default_rng(0))
+    assert set(np.unique(r)) == {1.0, np.float32(1 + 2.0**-10)}
+    assert stats.binomtest(int((r > 1).sum()), r.size, 0.25).pvalue > 1e-4
+
+
+def test_stochastic_rounding_is_reproducible_per_seed():
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    a = gen_backend("cpu", "fp16", stochastic_rounding=True, seed=1).quantize(x.copy())
+    b = gen_backend("cpu", "fp16", stochastic_rounding=True, seed=1).quantize(x.copy())
+    c = gen_backend("cpu", "fp16", stochastic_rounding=True, seed=2).quantize(x.copy())
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_flow_counts_overflow_and_underflow():
+    be = gen_backend("cpu", "fp16")
+    from neon.backends import FlowCounter
+
+    be.flow = FlowCounter()
+    with be.scope("layer"):
+        be.quantize(np.array([1e5, -1e6, 1.0, 1e-6, 1e-9, 0.0, 2.0], dtype=np.float32))
+    f = be.flow.fractions()["layer"]
+    assert f["overflow"] == pytest.approx(2 / 7)
+    assert f["underflow"] == pytest.approx(2 / 7)  # 1e-6 (subnormal) and 1e-9 (to zero)
+
+
+def test_fp32_storage_counts_infinities_and_subnormals():
+    from neon.backends import FlowCounter
+
+    be = gen_backend("cpu", "fp32")
+    be.flow = FlowCounter()
+    be.quantize(np.array([np.inf, 1.0, 1e-40, 0.0], dtype=np.float32))
+    assert be.flow.fractions()["-"] == {"overflow": 0.25, "underflow": 0.25}
+
+
+def test_unknown_numerics_is_a_config_error():
+    with pytest.raises(ConfigError, match="did you mean 'fp16'"):
+        gen_backend("cpu", "fp17")
+
+
+def test_formats():
+    assert get_format("fp16").max == 65504.0
+    assert get_format("bf16").mantissa_bits == 7
+    assert not get_format("fp32").emulated and get_format("bf16").emulated
+    assert gen_backend("cpu", "fp64").dtype == np.float64

@@ -1,0 +1,150 @@
+"""Optimizer updates against steps computed by hand; schedules; loss scaling."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from neon.backends import gen_backend
+from neon.errors import ConfigError
+from neon.layers import Param
+from neon.optimizers import build_optimizer, build_schedule
+from neon.optimizers.loss_scaling import DynamicScaling, NoScaling, StaticScaling, build_loss_scaler
+
+W0 = np.array([1.0, -2.0, 0.5])
+G = [np.array([0.1, 0.2, -0.3]), np.array([-0.4, 0.1, 0.2]), np.array([0.3, 0.3, 0.3])]
+
+
+def run_steps(spec, be, grad_scale=1.0, decay=True):
+    opt = build_optimizer(spec)
+    p = Param("W", be.array(W0), be.zeros(3), layer="l", decay=decay)
+    for g in G:
+        p.grad[...] = be.array(g * grad_scale)
+        opt.optimize([p], be, grad_scale=grad_scale)
+    return be.to_host(p.value)
+
+
+def reference(kind, lr, **kw):
+    w = W0.copy()
+    state = {}
+    for t, g in enumerate(G, start=1):
+        g = g + kw.get("wd", 0.0) * w
+        if kind == "sgd":
+            w = w - lr * g
+        elif kind == "momentum":
+            v = kw["mu"] * state.get("v", 0.0) - lr * g
+            state["v"] = v
+            w = w + v
+        elif kind == "nesterov":
+            v = kw["mu"] * state.get("v", 0.0) - lr * g
+            state["v"] = v
+            w = w + kw["mu"] * v - lr * g
+        elif kind == "rmsprop":
+            s = kw["rho"] * state.get("s", 0.0) + (1 - kw["rho"]) * g * g
+            state["s"] = s
+            w = w - lr * g / (np.sqrt(s) + kw["eps"])
+        elif kind == "adadelta":
+            eg = kw["rho"] * state.get("eg", 0.0) + (1 - kw["rho"]) * g * g
+            dx = -np.sqrt(state.get("edx", 0.0) + kw["eps"]) / np.sqrt(eg + kw["eps"]) * g
+            state["edx"] = kw["rho"] * state.get("edx", 0.0) + (1 - kw["rho"]) * dx * dx
+            state["eg"] = eg
+            w = w + lr * dx
+        elif kind == "adam":
+            b1, b2 = kw["b1"], kw["b2"]
+            m = b1 * state.get("m", 0.0) + (1 - b1) * g
+            v = b2 * state.get("v", 0.0) + (1 - b2) * g * g
+            state.update(m=m, v=v)
+            mhat, vhat = m / (1 - b1**t), v / (1 - b2**t)
+            # the paper's efficient form: epsilon added before bias correction of v
+            w = w - lr * mhat / (np.sqrt(vhat) + kw["eps"] / math.sqrt(1 - b2**t))
+    return w
+
+
+CASES = [
+    ({"type": "sgd", "learning_rate": 0.1}, ("sgd", 0.1, {})),
+    ({"type": "sgd", "learning_rate": 0.1, "weight_decay": 0.01}, ("sgd", 0.1, {"wd": 0.01})),
+    ({"type": "momentum", "learning_rate": 0.1, "momentum": 0.9},
+     ("momentum", 0.1, {"mu": 0.9})),
+    ({"type": "nesterov", "learning_rate": 0.05, "momentum": 0.8},
+     ("nesterov", 0.05, {"mu": 0.8})),
+    ({"type": "rmsprop", "learning_rate": 0.01, "decay_rate": 0.9, "epsilon": 1e-6},
+     ("rmsprop", 0.01, {"rho": 0.9, "eps": 1e-6})),
+    ({"type": "adadelta", "learning_rate": 1.0, "decay": 0.95, "epsilon": 1e-6},
+     ("adadelta", 1.0, {"rho": 0.95, "eps": 1e-6})),
+    ({"type": "adam", "learning_rate": 0.01, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
+     ("adam", 0.01, {"b1": 0.9, "b2": 0.999, "eps": 1e-8})),
+]
+
+
+@pytest.mark.parametrize("spec,ref", CASES,
+                         ids=[c[0]["type"] + str(i) for i, c in enumerate(CASES)])
+@pytest.mark.parametrize("numerics", ["fp64", "fp32"])
+def test_update_matches_hand_computation(spec, ref, numerics, backend_name):
+    be = gen_backend(backend_name, numerics)
+    got = run_steps(spec, be)
+    kind, lr, kw = ref
+    expected = reference(kind, lr, **kw)
+    tol = 1e-12 if numerics == "fp64" else 1e-6
+    np.testing.assert_allclose(got, expected, rtol=tol * 10, atol=tol)
+
+
+def test_grad_scale_is_removed(backend_name):
+    be = gen_backend(backend_name, "fp64")
+    spec = {"type": "momentum", "learning_rate": 0.1}
+    np.testing.assert_allclose(run_steps(spec, be, grad_scale=1024.0), run_steps(spec, be))
+
+
+def test_no_weight_decay_on_biases(backend_name):
+    be = gen_backend(backend_name, "fp64")
+    spec = {"type": "sgd", "learning_rate": 0.1, "weight_decay": 0.5}
+    np.testing.assert_allclose(run_steps(spec, be, decay=False), reference("sgd", 0.1))
+
+
+def test_fp16_state_is_rounded():
+    be = gen_backend("cpu", "fp16")
+    opt = build_optimizer({"type": "adam", "learning_rate": 1e-3})
+    p = Param("W", be.array(W0), be.zeros(3), layer="l")
+    p.grad[...] = be.array(G[0] * 1.0001)
+    opt.optimize([p], be)
+    for arr in (p.value, p.state["m"], p.state["v"]):
+        np.testing.assert_array_equal(arr, arr.astype(np.float16).astype(np.float32))
+
+
+def test_schedules():
+    step = build_schedule({"type": "step", "step_epochs": 2, "ratio": 0.5})
+    assert [step(1.0, e) for e in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    at = build_schedule({"type": "step", "epochs": [1, 3], "ratio": 0.1})
+    assert [round(at(1.0, e), 6) for e in range(4)] == [1.0, 0.1, 0.1, 0.01]
+    exp = build_schedule({"type": "exponential", "decay": 0.9})
+    assert exp(2.0, 3) == pytest.approx(2.0 * 0.9**3)
+    opt = build_optimizer({"type": "sgd", "learning_rate": 1.0, "schedule": "exponential"})
+    opt.set_epoch(2)
+    assert opt.lr == pytest.approx(0.95**2)
+
+
+def test_optimizer_config_errors():
+    with pytest.raises(ConfigError, match="did you mean 'adam'"):
+        build_optimizer({"type": "adma"})
+    with pytest.raises(ConfigError, match="momentum must be in"):
+        build_optimizer({"type": "sgd", "momentum": 1.5})
+    with pytest.raises(ConfigError, match="learning_rate: expected float"):
+        build_optimizer({"type": "sgd", "learning_rate": "fast"})
+    with pytest.raises(ConfigError, match="exactly one"):
+        build_schedule({"type": "step"})
+
+
+def test_loss_scalers():
+    assert isinstance(build_loss_scaler(None, "fp16"), DynamicScaling)
+    assert isinstance(build_loss_scaler(None, "fp32"), NoScaling)
+    assert build_loss_scaler(128, "fp16").scale == 128.0
+    assert isinstance(build_loss_scaler({"type": "static", "scale": 8}, "fp16"), StaticScaling)
+    dyn = DynamicScaling(init_scale=1024, growth_interval=2)
+    assert dyn.update(False) is False and dyn.scale == 512 and dyn.skipped_steps == 1
+    assert dyn.update(True) and dyn.scale == 512
+    assert dyn.update(True) and dyn.scale == 1024
+    state = dyn.state_dict()
+    other = DynamicScaling()
+    other.load_state_dict(state)
+    assert other.scale == 1024 and other.skipped_steps == 1
