@@ -242,3 +242,62 @@ class Backend:
 
     def set_threads(self, n: int) -> None:
         """Limit the compute threads this backend uses (a no-op where it does not apply)."""
+
+    # ----------------------------------------------------------------- recurrent cells
+    # Contract shared by every backend (a fused GPU or numba kernel must match it): all
+    # arithmetic in the compute dtype from the values as given; intermediate values are
+    # not rounded; each output array is rounded to the storage format once, after it is
+    # complete, in the order listed under "Rounds". Gate blocks along the last axis of
+    # ``gates`` are [input i | forget f | output o | candidate g], each H wide.
+    def lstm_cell_fprop(self, gates: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
+        """One LSTM step's elementwise part, after the gate GEMMs.
+
+        ``gates`` (N, 4H): pre-activations ``x W + h_prev U + b`` on entry, replaced in place
+        by the activations ``[sigmoid(i), sigmoid(f), sigmoid(o), tanh(g)]``.
+        ``c_prev`` (N, H) is read. Writes ``c = f * c_prev + i * g``, ``tanh_c = tanh(c)``
+        and ``h = o * tanh_c`` (each (N, H), none may alias ``gates`` or ``c_prev``).
+        Rounds: gates, c, tanh_c, h.
+        """
+        xp = self.xp
+        nh = c.shape[-1]
+        sig = gates[:, : 3 * nh]
+        xp.negative(sig, out=sig)
+        xp.exp(sig, out=sig)
+        sig += 1
+        xp.reciprocal(sig, out=sig)
+        g = gates[:, 3 * nh:]
+        xp.tanh(g, out=g)
+        i, f, o = gates[:, :nh], gates[:, nh: 2 * nh], gates[:, 2 * nh: 3 * nh]
+        xp.multiply(f, c_prev, out=c)
+        c += i * g
+        xp.tanh(c, out=tanh_c)
+        xp.multiply(o, tanh_c, out=h)
+        for a in (gates, c, tanh_c, h):
+            self.quantize(a)
+
+    def lstm_cell_bprop(
+        self, gates: Any, c_prev: Any, tanh_c: Any, dh: Any, dc: Any, dgates: Any, dc_prev: Any
+    ) -> None:
+        """Gradients of one LSTM step's elementwise part.
+
+        Reads the activations ``gates`` (N, 4H) and ``c_prev``, ``tanh_c`` (N, H) stored by
+        ``lstm_cell_fprop``, ``dh`` (N, H): dL/dh of this step (output and recurrent parts
+        summed) and ``dc`` (N, H): dL/dc arriving from the next step (zeros at the last).
+        With ``dct = dc + dh * o * (1 - tanh_c**2)`` writes the pre-activation gradients
+        ``dgates`` (N, 4H) = [dct * g * i(1-i) | dct * c_prev * f(1-f) | dh * tanh_c * o(1-o)
+        | dct * i * (1 - g**2)] and ``dc_prev = dct * f`` (N, H). ``dc_prev`` may alias
+        ``dc``; ``dgates`` must not alias the inputs. Rounds: dgates, dc_prev.
+        """
+        xp = self.xp
+        nh = dh.shape[-1]
+        i, f, o, g = (gates[:, k * nh: (k + 1) * nh] for k in range(4))
+        di, df, do, dg = (dgates[:, k * nh: (k + 1) * nh] for k in range(4))
+        dct = dh * o * (1 - tanh_c * tanh_c)
+        dct += dc
+        xp.multiply(dh * tanh_c, o * (1 - o), out=do)
+        xp.multiply(dct * g, i * (1 - i), out=di)
+        xp.multiply(dct * c_prev, f * (1 - f), out=df)
+        xp.multiply(dct * i, 1 - g * g, out=dg)
+        xp.multiply(dct, f, out=dc_prev)
+        self.quantize(dgates)
+        self.quantize(dc_prev)

@@ -8,6 +8,7 @@ import numba
 import numpy as np
 
 from neon.backends import cpu_kernels as kernels
+from neon.backends import cpu_rnn_kernels as rnn_kernels
 from neon.backends.backend import Backend
 
 __all__ = ["CPUBackend"]
@@ -60,3 +61,16 @@ class CPUBackend(Backend):
         n = max(1, int(n))
         threadpool_limits(limits=n)
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+    # Fused numba versions of the recurrent-cell primitives (same contract as Backend's).
+    def lstm_cell_fprop(self, gates: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
+        rnn_kernels.lstm_fprop(gates, c_prev, c, tanh_c, h)
+        for a in (gates, c, tanh_c, h):
+            self.quantize(a)
+
+    def lstm_cell_bprop(
+        self, gates: Any, c_prev: Any, tanh_c: Any, dh: Any, dc: Any, dgates: Any, dc_prev: Any
+    ) -> None:
+        rnn_kernels.lstm_bprop(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev)
+        self.quantize(dgates)
+        self.quantize(dc_prev)
