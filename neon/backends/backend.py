@@ -180,6 +180,221 @@ class Backend:
             xp.matmul(a, b, out=out)
         return self.quantize(out)
 
+    # ----------------------------------------------------------------- convolution primitives
+    # Contract shared by every backend (the GPU backend's raw kernels must match it): images
+    # are C-contiguous NCHW arrays in the compute dtype; ``fshape``, ``strides`` and
+    # ``padding`` are (height, width) pairs of ints; padding is zeros for convolution and is
+    # excluded from pooling windows; output sizes are P = (H + 2*ph - R) // sh + 1 and
+    # Q = (W + 2*pw - S) // sw + 1. "CN" arrays are channel-major: (K, N*P*Q) with column
+    # index (n*P + p)*Q + q. None of these methods rounds to the storage format (the layer
+    # rounds what it stores) and every ``out`` is overwritten, never accumulated into.
+    def im2col(
+        self, x: Any, fshape: tuple[int, int], strides: tuple[int, int],
+        padding: tuple[int, int], out: Any = None,
+    ) -> Any:
+        """Unfold filter windows: ``out`` (C*R*S, N*P*Q), returned.
+
+        ``out[(c*R + r)*S + s, (n*P + p)*Q + q] = x[n, c, p*sh - ph + r, q*sw - pw + s]``,
+        0 where that position is in the padding. Rows of a channel group are contiguous, so
+        a grouped convolution is one GEMM per block of C/groups*R*S rows.
+        """
+        xp = self.xp
+        n, c, h, w = x.shape
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+        if out is None:
+            out = self.empty((c * r * s, n * p * q), dtype=x.dtype)
+        xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+        o6 = out.reshape(c, r, s, n, p, q)
+        for i in range(r):
+            for j in range(s):
+                window = xpad[:, :, i: i + sh * (p - 1) + 1: sh, j: j + sw * (q - 1) + 1: sw]
+                o6[:, i, j] = window.transpose(1, 0, 2, 3)
+        return out
+
+    def col2im(
+        self, col: Any, out: Any, fshape: tuple[int, int], strides: tuple[int, int],
+        padding: tuple[int, int],
+    ) -> Any:
+        """Adjoint of ``im2col``: ``out`` (N, C, H, W) = sum of the ``col`` entries that
+        ``im2col`` copies from each position (entries mapping to padding are dropped).
+        ``col`` is (C*R*S, N*P*Q) as ``im2col`` lays it out; returns ``out``."""
+        xp = self.xp
+        n, c, h, w = out.shape
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+        xpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=out.dtype)
+        c6 = col.reshape(c, r, s, n, p, q)
+        for i in range(r):
+            for j in range(s):
+                window = xpad[:, :, i: i + sh * (p - 1) + 1: sh, j: j + sw * (q - 1) + 1: sw]
+                window += c6[:, i, j].transpose(1, 0, 2, 3)
+        out[...] = xpad[:, :, ph: ph + h, pw: pw + w]
+        return out
+
+    def cn_to_nchw(self, src: Any, out: Any, bias: Any = None, relu: bool = False) -> Any:
+        """Convolution output from its GEMM: ``src`` (K, N*P*Q) -> ``out`` (N, K, P, Q).
+
+        ``out[n, k, p, q] = src[k, (n*P + p)*Q + q] + bias[k]`` (``bias`` (K,) or None), then
+        ``max(., 0)`` with ``relu`` (NaN stays NaN). Returns ``out``.
+        """
+        xp = self.xp
+        n, k = out.shape[:2]
+        o3 = out.reshape(n, k, -1)
+        s3 = src.reshape(k, n, -1).transpose(1, 0, 2)
+        if bias is not None:
+            xp.add(s3, bias.reshape(1, k, 1), out=o3)
+        else:
+            o3[...] = s3
+        if relu:
+            xp.maximum(o3, 0, out=o3)
+        return out
+
+    def nchw_to_cn(
+        self, src: Any, out: Any, relu_y: Any = None, bias_grad: Any = None
+    ) -> Any:
+        """A convolution's output gradient for its GEMMs: ``src`` (N, K, P, Q) -> ``out``
+        (K, N*P*Q) with ``out[k, (n*P + p)*Q + q] = src[n, k, p, q]``, times
+        ``(relu_y[n, k, p, q] > 0)`` when ``relu_y`` (the ReLU output, (N, K, P, Q)) is
+        given. ``bias_grad`` (K,), when given, is overwritten with the row sums of ``out``.
+        ``src`` is not modified. Returns ``out``."""
+        xp = self.xp
+        n, k = src.shape[:2]
+        o3 = out.reshape(k, n, -1)
+        s3 = src.reshape(n, k, -1).transpose(1, 0, 2)
+        if relu_y is not None:
+            xp.multiply(s3, relu_y.reshape(n, k, -1).transpose(1, 0, 2) > 0, out=o3)
+        else:
+            o3[...] = s3
+        if bias_grad is not None:
+            out.sum(axis=1, out=bias_grad)
+        return out
+
+    def pool_fprop(
+        self, x: Any, out: Any, argmax: Any, op: str, fshape: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int],
+    ) -> Any:
+        """Max or average pooling of ``x`` (N, C, H, W) into ``out`` (N, C, P, Q).
+
+        Windows are clipped to the input (padding is never a candidate nor counted; a window
+        always holds at least one input position because padding < fshape). ``op='max'``:
+        ``out`` = window maximum (a NaN in the window gives NaN) and ``argmax`` (N, C, P, Q)
+        int32 = ``h*W + w`` of the first maximal position in row-major window order.
+        ``op='avg'``: ``out`` = mean over the window's input positions; ``argmax`` is unused
+        (may be None). Returns ``out``.
+        """
+        xp = self.xp
+        n, c, h, w = x.shape
+        p, q = out.shape[2:]
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        fill = -xp.inf if op == "max" else 0
+        xpad = xp.full((n, c, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
+        xpad[:, :, ph: ph + h, pw: pw + w] = x
+        h0, w0 = xp.arange(p) * sh - ph, xp.arange(q) * sw - pw
+        taps = [(i, j, xpad[:, :, i: i + sh * (p - 1) + 1: sh, j: j + sw * (q - 1) + 1: sw])
+                for i in range(r) for j in range(s)]
+        if op == "max":
+            out.fill(-xp.inf)
+            first = xp.maximum(h0, 0)[:, None] * w + xp.maximum(w0, 0)[None, :]
+            argmax[...] = first.astype(np.int32)
+            for i, j, v in taps:
+                take = (v > out) | (xp.isnan(v) & ~xp.isnan(out))
+                xp.copyto(out, v, where=take)
+                flat = ((h0 + i)[:, None] * w + (w0 + j)[None, :]).astype(np.int32)
+                xp.copyto(argmax, xp.broadcast_to(flat, argmax.shape), where=take)
+        else:
+            out.fill(0)
+            for _, _, v in taps:
+                out += v
+            out /= self._pool_counts(h, w, p, q, fshape, strides, padding).astype(out.dtype)
+        return out
+
+    def pool_bprop(
+        self, delta: Any, out: Any, argmax: Any, op: str, fshape: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int],
+    ) -> Any:
+        """Adjoint of ``pool_fprop``: ``out`` (N, C, H, W) from ``delta`` (N, C, P, Q).
+
+        ``max``: each ``delta[n, c, p, q]`` is added at ``argmax[n, c, p, q]`` (overlapping
+        windows sum). ``avg``: each is spread evenly over its window's input positions.
+        Returns ``out``.
+        """
+        xp = self.xp
+        n, c, h, w = out.shape
+        p, q = delta.shape[2:]
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        dpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=out.dtype)
+        h0, w0 = xp.arange(p) * sh - ph, xp.arange(q) * sw - pw
+        if op == "avg":
+            g = delta / self._pool_counts(h, w, p, q, fshape, strides, padding).astype(
+                delta.dtype)
+        for i in range(r):
+            for j in range(s):
+                window = dpad[:, :, i: i + sh * (p - 1) + 1: sh, j: j + sw * (q - 1) + 1: sw]
+                if op == "max":
+                    flat = ((h0 + i)[:, None] * w + (w0 + j)[None, :]).astype(np.int32)
+                    window += delta * (argmax == flat)
+                else:
+                    window += g
+        out[...] = dpad[:, :, ph: ph + h, pw: pw + w]
+        return out
+
+    def _pool_counts(self, h: int, w: int, p: int, q: int, fshape: tuple[int, int],
+                     strides: tuple[int, int], padding: tuple[int, int]) -> Any:
+        """(P, Q) number of input positions in each pooling window."""
+        xp = self.xp
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        h0, w0 = xp.arange(p) * sh - ph, xp.arange(q) * sw - pw
+        ch = xp.minimum(h0 + r, h) - xp.maximum(h0, 0)
+        cw = xp.minimum(w0 + s, w) - xp.maximum(w0, 0)
+        return ch[:, None] * cw[None, :]
+
+    def lrn_fprop(
+        self, x: Any, out: Any, scale: Any, depth: int, alpha: float, beta: float, k: float
+    ) -> Any:
+        """Local response normalization across channels (AlexNet, Caffe's convention).
+
+        For ``x`` (N, C, ...): ``scale = k + alpha/depth * sum(x[:, c']**2)`` over the
+        channels c' in [c - depth//2, c + depth//2] inside [0, C) (``depth`` odd), and
+        ``out = x * scale**-beta``. ``scale`` and ``out`` have x's shape and are written
+        (``scale`` is kept for ``lrn_bprop``). Returns ``out``.
+        """
+        xp = self.xp
+        c = x.shape[1]
+        half = depth // 2
+        sq = xp.zeros((x.shape[0], c + 2 * half, *x.shape[2:]), dtype=x.dtype)
+        sq[:, half: half + c] = x * x
+        acc = xp.zeros_like(x)
+        for d in range(depth):
+            acc += sq[:, d: d + c]
+        xp.multiply(acc, alpha / depth, out=scale)
+        scale += k
+        xp.power(scale, -beta, out=out)
+        out *= x
+        return out
+
+    def lrn_bprop(
+        self, x: Any, y: Any, scale: Any, delta: Any, out: Any, depth: int, alpha: float,
+        beta: float, k: float,
+    ) -> Any:
+        """Gradient of ``lrn_fprop``: ``out = delta * scale**-beta - 2*alpha*beta/depth * x *
+        window_sum(delta * y / scale)`` (same channel window), from the ``x``, ``y`` and
+        ``scale`` of the forward pass. ``out`` must not alias the inputs. Returns ``out``."""
+        xp = self.xp
+        c = x.shape[1]
+        half = depth // 2
+        t = xp.zeros((x.shape[0], c + 2 * half, *x.shape[2:]), dtype=x.dtype)
+        t[:, half: half + c] = delta * y / scale
+        acc = xp.zeros_like(x)
+        for d in range(depth):
+            acc += t[:, d: d + c]
+        acc *= x
+        acc *= 2.0 * alpha * beta / depth
+        xp.power(scale, -beta, out=out)
+        out *= delta
+        out -= acc
+        return out
+
     # ----------------------------------------------------------------- random numbers
     def _make_rng(self, seed: Any) -> Any:
         return np.random.default_rng(seed)

@@ -7,11 +7,17 @@ from typing import Any
 import numba
 import numpy as np
 
+from neon.backends import cpu_conv_kernels as conv_kernels
 from neon.backends import cpu_kernels as kernels
 from neon.backends import cpu_rnn_kernels as rnn_kernels
 from neon.backends.backend import Backend
 
 __all__ = ["CPUBackend"]
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when C-contiguous (the kernels index flat views), else a copy."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 class CPUBackend(Backend):
@@ -54,6 +60,104 @@ class CPUBackend(Backend):
 
     def all_finite(self, arrays: list[Any]) -> bool:
         return all(kernels.range_stats(np.ascontiguousarray(a).reshape(-1))[3] == 0 for a in arrays)
+
+    # Numba versions of the convolution, pooling and LRN primitives (contracts in Backend).
+    def im2col(
+        self, x: np.ndarray, fshape: tuple[int, int], strides: tuple[int, int],
+        padding: tuple[int, int], out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        n, c, h, w = x.shape
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+        if out is None:
+            out = self.empty((c * r * s, n * p * q), dtype=x.dtype)
+        conv_kernels.im2col(_contiguous(x), out, r, s, sh, sw, ph, pw, p, q)
+        return out
+
+    def col2im(
+        self, col: np.ndarray, out: np.ndarray, fshape: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int],
+    ) -> np.ndarray:
+        h, w = out.shape[2:]
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+        conv_kernels.col2im(_contiguous(col), out, r, s, sh, sw, ph, pw, p, q)
+        return out
+
+    def cn_to_nchw(
+        self, src: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None,
+        relu: bool = False,
+    ) -> np.ndarray:
+        n, k = out.shape[:2]
+        b = bias if bias is not None else np.empty(0, dtype=out.dtype)
+        conv_kernels.cn_to_nchw(_contiguous(src).reshape(k, -1), out.reshape(n, k, -1), b,
+                                bias is not None, bool(relu))
+        return out
+
+    def nchw_to_cn(
+        self, src: np.ndarray, out: np.ndarray, relu_y: np.ndarray | None = None,
+        bias_grad: np.ndarray | None = None,
+    ) -> np.ndarray:
+        n, k = src.shape[:2]
+        s3 = _contiguous(src).reshape(n, k, -1)
+        y3 = _contiguous(relu_y).reshape(n, k, -1) if relu_y is not None else s3
+        db = bias_grad if bias_grad is not None else np.empty(0, dtype=out.dtype)
+        conv_kernels.nchw_to_cn(s3, out.reshape(k, -1), y3, relu_y is not None, db,
+                                bias_grad is not None)
+        return out
+
+    def pool_fprop(
+        self, x: np.ndarray, out: np.ndarray, argmax: np.ndarray | None, op: str,
+        fshape: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int],
+    ) -> np.ndarray:
+        n, c, h, w = x.shape
+        p, q = out.shape[2:]
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        x3, y3 = _contiguous(x).reshape(n * c, h, w), out.reshape(n * c, p, q)
+        if op == "max":
+            conv_kernels.max_pool_fprop(x3, y3, argmax.reshape(n * c, p, q), r, s, sh, sw,
+                                        ph, pw)
+        else:
+            conv_kernels.avg_pool_fprop(x3, y3, r, s, sh, sw, ph, pw)
+        return out
+
+    def pool_bprop(
+        self, delta: np.ndarray, out: np.ndarray, argmax: np.ndarray | None, op: str,
+        fshape: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int],
+    ) -> np.ndarray:
+        n, c, h, w = out.shape
+        p, q = delta.shape[2:]
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        d3 = _contiguous(delta).reshape(n * c, p, q)
+        if op == "max":
+            conv_kernels.max_pool_bprop(d3, argmax.reshape(n * c, p, q),
+                                        out.reshape(n * c, h * w))
+        else:
+            conv_kernels.avg_pool_bprop(d3, out.reshape(n * c, h, w), r, s, sh, sw, ph, pw)
+        return out
+
+    def lrn_fprop(
+        self, x: np.ndarray, out: np.ndarray, scale: np.ndarray, depth: int, alpha: float,
+        beta: float, k: float,
+    ) -> np.ndarray:
+        n, c = x.shape[:2]
+        conv_kernels.lrn_fprop(_contiguous(x).reshape(n, c, -1), out.reshape(n, c, -1),
+                               scale.reshape(n, c, -1), int(depth), float(alpha),
+                               float(beta), float(k))
+        return out
+
+    def lrn_bprop(
+        self, x: np.ndarray, y: np.ndarray, scale: np.ndarray, delta: np.ndarray,
+        out: np.ndarray, depth: int, alpha: float, beta: float, k: float,
+    ) -> np.ndarray:
+        n, c = x.shape[:2]
+        shape = (n, c, -1)
+        tmp = np.empty(x.shape, dtype=x.dtype).reshape(shape)
+        conv_kernels.lrn_bprop(_contiguous(x).reshape(shape), _contiguous(y).reshape(shape),
+                               _contiguous(scale).reshape(shape),
+                               _contiguous(delta).reshape(shape), out.reshape(shape), tmp,
+                               int(depth), float(alpha), float(beta))
+        return out
 
     def set_threads(self, n: int) -> None:
         from threadpoolctl import threadpool_limits

@@ -18,8 +18,10 @@ def digits(
     seed: int = 0,
     standardized: bool = True,
     image: bool = False,
+    sequence: bool = False,
 ) -> Data:
-    """Digits 0-9 as 64 features (or 1x8x8 images with ``image``), standardized per pixel.
+    """Digits 0-9 as 64 features (or 1x8x8 images with ``image``, or sequences of 8 rows of 8
+    pixels with ``sequence``), standardized per pixel.
 
     The train/validation split depends only on ``split_seed``; ``seed`` shuffles batches.
     """
@@ -35,5 +37,7 @@ def digits(
         xtr, xva = xtr / 16.0, xva / 16.0
     if image:
         xtr, xva = xtr.reshape(-1, 1, 8, 8), xva.reshape(-1, 1, 8, 8)
+    elif sequence:  # rows as 8 time steps of 8 features, for recurrent models
+        xtr, xva = xtr.reshape(-1, 8, 8), xva.reshape(-1, 8, 8)
     return make_data("digits", xtr, ytr, xva, yva, batch_size, seed, nclass=10,
                      source="sklearn.datasets.load_digits")

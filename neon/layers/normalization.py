@@ -9,7 +9,7 @@ from neon.layers.layer import LAYERS, Layer
 __all__ = ["BatchNorm"]
 
 
-@LAYERS.register("batch_norm", "batchnorm")
+@LAYERS.register("batch_norm", "batchnorm", "spatial_batch_norm")
 class BatchNorm(Layer):
     """Batch normalization (Ioffe & Szegedy 2015) with running averages for inference.
 

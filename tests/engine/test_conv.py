@@ -1,0 +1,237 @@
+"""Convolution: forward against a naive loop reference, gradients by central differences,
+the im2col/col2im backend contract, fp16 storage against fp32, flatten and config errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradcheck import check_layer
+
+from neon.backends import gen_backend
+from neon.backends.backend import Backend
+from neon.errors import ConfigError
+from neon.layers import LAYERS, ActivationLayer, BatchNorm, build_layer
+from neon.layers.convolution import Conv
+from neon.layers.flatten import Flatten
+from neon.models import Model
+
+
+def naive_conv(x, w, b, strides, padding, groups):
+    """Direct loops over outputs: y[n, k, p, q] = sum_{c,r,s} w[k, c, r, s] * xpad[...]."""
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    (sh, sw), (ph, pw) = strides, padding
+    xp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw))
+    xp[:, :, ph:ph + h, pw:pw + wd] = x
+    p = (h + 2 * ph - r) // sh + 1
+    q = (wd + 2 * pw - s) // sw + 1
+    kg = k // groups
+    y = np.zeros((n, k, p, q))
+    for i in range(n):
+        for f in range(k):
+            g = f // kg
+            for a in range(p):
+                for bb in range(q):
+                    patch = xp[i, g * cg:(g + 1) * cg, a * sh:a * sh + r, bb * sw:bb * sw + s]
+                    y[i, f, a, bb] = (patch * w[f]).sum() + (b[f] if b is not None else 0.0)
+    return y
+
+
+# (in_shape, layer keywords): stride, padding, groups, non-square filters and inputs
+CASES = [
+    ((3, 6, 5), {"nfilters": 4, "fshape": 3}),
+    ((2, 7, 6), {"nfilters": 3, "fshape": [3, 2], "strides": [2, 1], "padding": [1, 0]}),
+    ((4, 6, 6), {"nfilters": 6, "fshape": 3, "strides": 2, "padding": 1, "groups": 2}),
+    ((2, 5, 7), {"nfilters": 2, "fshape": [1, 3], "padding": [0, 2], "bias": False}),
+    ((3, 5, 5), {"nfilters": 4, "fshape": 5, "padding": "same"}),
+    ((6, 4, 4), {"nfilters": 3, "fshape": 1, "groups": 3}),
+]
+IDS = ["3x3", "nonsquare-stride-pad", "groups-stride2", "1x3-nobias", "same", "1x1-groups3"]
+
+
+@pytest.fixture(params=["fp64", "fp32"])
+def be(request, backend_name):
+    return gen_backend(backend_name, request.param, seed=0)
+
+
+@pytest.mark.parametrize("in_shape,kw", CASES, ids=IDS)
+def test_forward_matches_naive_loops(be, in_shape, kw):
+    layer = Conv(**kw)
+    layer.configure(in_shape)
+    layer.allocate(be)
+    if layer.b is not None:
+        layer.b.value[...] = be.array(np.linspace(-1, 1, layer.nfilters))
+    x = np.random.default_rng(0).standard_normal((3, *in_shape))
+    y = be.to_host(layer.fprop(be.array(x))).astype(np.float64)
+    w = be.to_host(layer.W.value).astype(np.float64)
+    b = be.to_host(layer.b.value).astype(np.float64) if layer.b is not None else None
+    ref = naive_conv(be.to_host(be.array(x)).astype(np.float64), w, b, layer.strides,
+                     layer.padding, layer.groups)
+    assert y.shape == ref.shape == (3, *layer.out_shape)
+    tol = 1e-12 if be.dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("in_shape,kw", CASES, ids=IDS)
+def test_gradients(be, in_shape, kw):
+    check_layer(Conv(**kw, init={"type": "gaussian", "scale": 0.5}), be, in_shape, batch=2)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "logistic"])
+def test_fused_and_plain_activation_gradients(backend_name, act):
+    be = gen_backend(backend_name, "fp64")
+    layer = Conv(nfilters=3, fshape=3, padding=1, strides=2, activation=act,
+                 init={"type": "gaussian", "scale": 0.5}, bias=0.1)
+    check_layer(layer, be, (2, 5, 6), batch=2, seed=4)
+
+
+def test_activation_matches_separate_layer(backend_name):
+    be = gen_backend(backend_name, "fp64")
+    x = be.array(np.random.default_rng(1).standard_normal((2, 3, 6, 6)))
+    fused = Conv(nfilters=4, fshape=3, activation="relu")
+    plain = Conv(nfilters=4, fshape=3)
+    for layer in (fused, plain):
+        layer.configure((3, 6, 6))
+        layer.allocate(be)
+    plain.W.value[...] = fused.W.value
+    relu = ActivationLayer("relu")
+    relu.configure(plain.out_shape)
+    relu.allocate(be)
+    np.testing.assert_array_equal(be.to_host(fused.fprop(x)),
+                                  be.to_host(relu.fprop(plain.fprop(x))))
+
+
+@pytest.mark.parametrize("dtype", ["fp64", "fp32"])
+def test_im2col_col2im_contract(backend_name, dtype):
+    """The backend's primitives equal the generic reference and are adjoint to each other."""
+    be = gen_backend(backend_name, dtype)
+    rng = np.random.default_rng(0)
+    for shape, f, st, pad in [((2, 3, 7, 6), (3, 2), (2, 1), (1, 0)),
+                              ((3, 2, 9, 9), (3, 3), (2, 3), (2, 1)),
+                              ((1, 1, 4, 4), (5, 5), (1, 1), (2, 2)),
+                              ((2, 2, 5, 5), (1, 1), (3, 3), (0, 0))]:
+        x = be.array(rng.standard_normal(shape))
+        col = be.im2col(x, f, st, pad)
+        ref = Backend.im2col(be, x, f, st, pad)
+        np.testing.assert_array_equal(be.to_host(col), be.to_host(ref))
+        g = be.array(rng.standard_normal(col.shape))
+        dx = be.col2im(g, be.empty(shape), f, st, pad)
+        dref = Backend.col2im(be, g, be.empty(shape), f, st, pad)
+        np.testing.assert_allclose(be.to_host(dx), be.to_host(dref), rtol=1e-5, atol=1e-5)
+        lhs = float((be.to_host(col).astype(np.float64) * be.to_host(g)).sum())
+        rhs = float((be.to_host(x).astype(np.float64) * be.to_host(dx)).sum())
+        assert abs(lhs - rhs) <= 1e-4 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_layout_primitives_contract(backend_name, relu):
+    be = gen_backend(backend_name, "fp32")
+    rng = np.random.default_rng(2)
+    n, k, p, q = 3, 4, 5, 2
+    src = be.array(rng.standard_normal((k, n * p * q)))
+    bias = be.array(rng.standard_normal(k))
+    out = be.cn_to_nchw(src, be.empty((n, k, p, q)), bias, relu)
+    ref = be.to_host(src).reshape(k, n, p, q).transpose(1, 0, 2, 3) + be.to_host(bias)[:, None,
+                                                                                      None]
+    ref = np.maximum(ref, 0) if relu else ref
+    np.testing.assert_allclose(be.to_host(out), ref, rtol=1e-6)
+    delta = be.array(rng.standard_normal((n, k, p, q)))
+    db = be.empty((k,))
+    cn = be.nchw_to_cn(delta, be.empty((k, n * p * q)), out if relu else None, db)
+    d = be.to_host(delta) * ((be.to_host(out) > 0) if relu else 1)
+    np.testing.assert_allclose(be.to_host(cn), d.transpose(1, 0, 2, 3).reshape(k, -1),
+                               rtol=1e-6)
+    np.testing.assert_allclose(be.to_host(db), d.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+
+
+def test_fp16_storage_within_rounding_bound(backend_name):
+    """fp16 storage vs fp32: inputs and weights are rounded once (relative error at most
+    u = 2**-11 each), products and sums run in fp32 (error ~1e-7 relative, negligible) and
+    the output is rounded once more. First order, |y16 - y32| <= u*|y32| + 2u * sum|w||x|
+    elementwise; we allow 1.5x that for second-order terms and fp32 accumulation."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 8, 9, 9))
+    layers, outs = {}, {}
+    for fmt in ("fp32", "fp16"):
+        be = gen_backend(backend_name, fmt, seed=1)
+        layer = Conv(nfilters=16, fshape=3, padding=1, strides=1, activation="relu")
+        layer.configure((8, 9, 9))
+        layer.allocate(be)
+        layers[fmt] = (be, layer)
+    be32, l32 = layers["fp32"]
+    be16, l16 = layers["fp16"]
+    l16.W.value[...] = be16.array(be32.to_host(l32.W.value))
+    outs["fp32"] = be32.to_host(l32.fprop(be32.array(x))).astype(np.float64)
+    outs["fp16"] = be16.to_host(l16.fprop(be16.array(x))).astype(np.float64)
+    y16 = outs["fp16"]
+    assert np.array_equal(y16.astype(np.float16).astype(np.float64), y16)  # really fp16 values
+    u = 2.0**-11
+    absw = np.abs(be32.to_host(l32.W.value).astype(np.float64))
+    mag = naive_conv(np.abs(x), absw, None, (1, 1), (1, 1), 1)
+    bound = 1.5 * (u * np.abs(outs["fp32"]) + 2 * u * mag) + 1e-30
+    err = np.abs(y16 - outs["fp32"])
+    assert (err <= bound).all(), f"worst excess {np.max(err / bound):.2f}x the bound"
+    assert err.max() > 0  # the comparison is not vacuous
+
+
+def test_batch_norm_expansion_and_spatial_gradient(backend_name):
+    layers = Conv(nfilters=4, fshape=3, activation="relu", batch_norm=True, name="c").expand()
+    assert [type(layer).__name__ for layer in layers] == ["Conv", "BatchNorm",
+                                                          "ActivationLayer"]
+    assert layers[0].bias is False and layers[0].name == "c"
+    assert LAYERS.get("spatial_batch_norm") is BatchNorm
+    be = gen_backend(backend_name, "fp64")
+    check_layer(BatchNorm(), be, (3, 4, 5), batch=4, rtol=1e-5)
+
+
+def test_conv_model_trains_a_step(backend_name):
+    """conv -> bn -> pool -> flatten -> affine learns a tiny synthetic problem."""
+    from neon.datasets import load_dataset
+    from neon.optimizers import build_optimizer
+
+    be = gen_backend(backend_name, "fp32", seed=0)
+    data = load_dataset({"name": "synthetic", "shape": [2, 8, 8], "nclass": 3, "ntrain": 96,
+                         "nvalid": 32, "batch_size": 32})
+    model = Model([{"type": "conv", "nfilters": 8, "fshape": 3, "padding": 1,
+                    "activation": "relu", "batch_norm": True},
+                   {"type": "pool", "fshape": 2},
+                   {"type": "flatten"},
+                   {"type": "affine", "nout": 3, "activation": "softmax"}], be=be)
+    hist = model.fit(data.train, build_optimizer({"type": "momentum", "learning_rate": 0.05}),
+                     epochs=4)
+    losses = hist.metric("train_loss")
+    assert losses[-1] < losses[0]
+    assert "conv" in model.summary()
+
+
+def test_flatten_roundtrip(backend_name):
+    be = gen_backend(backend_name, "fp32")
+    layer = build_layer({"type": "flatten"})
+    assert isinstance(layer, Flatten)
+    assert layer.configure((3, 4, 5)) == (60,)
+    layer.allocate(be)
+    x = be.array(np.arange(2 * 60).reshape(2, 3, 4, 5))
+    y = layer.fprop(x)
+    assert y.shape == (2, 60)
+    np.testing.assert_array_equal(be.to_host(layer.bprop(y)), be.to_host(x))
+
+
+@pytest.mark.parametrize("spec,match", [
+    ({"type": "conv", "nfilters": 4, "groups": 3}, "groups"),
+    ({"type": "conv", "nfilters": 4, "fshape": 2, "padding": "same"}, "same"),
+    ({"type": "conv", "nfilters": 4, "fshape": [1, 2, 3]}, "fshape"),
+    ({"type": "conv", "nfilters": 0}, "nfilters"),
+    ({"type": "conv", "nfilter": 4}, "did you mean 'nfilters'"),
+])
+def test_config_errors(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        build_layer(spec)
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="does not fit"):
+        Conv(nfilters=2, fshape=5).configure((1, 3, 3))
+    with pytest.raises(ValueError, match="groups"):
+        Conv(nfilters=4, groups=2).configure((3, 8, 8))
+    with pytest.raises(ValueError, match="channels, height, width"):
+        Conv(nfilters=4).configure((64,))
