@@ -59,8 +59,16 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
               for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    # numbers right-aligned, text (names, parameter lists) left-aligned
+    text = [any(isinstance(r.get(c), str) and r.get(c) not in ("", "-") for r in rows)
+            for c in columns]
+
+    def align(value: str, width: int, left: bool) -> str:
+        return value.ljust(width) if left else value.rjust(width)
+
+    lines = ["  ".join(align(c, w, t) for c, w, t in zip(columns, widths, text)).rstrip()]
+    lines += ["  ".join(align(v, w, t) for v, w, t in zip(row, widths, text)).rstrip()
+              for row in cells]
     return "\n".join(lines)
 
 

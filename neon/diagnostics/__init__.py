@@ -12,7 +12,7 @@ from typing import Any
 from neon.diagnostics.ranges import RangeRecorder
 from neon.diagnostics.timing import LayerTimer
 
-__all__ = ["Diagnostics", "LayerTimer", "RangeRecorder", "build_diagnostics"]
+__all__ = ["Diagnostics", "LayerTimer", "RangeRecorder", "build_diagnostics", "flatten_record"]
 
 
 @dataclass
@@ -42,3 +42,31 @@ def build_diagnostics(spec: Any) -> Diagnostics:
         raise ConfigError(f"expected a mapping or true/false, got {spec!r}", key="diagnostics")
     return Registry("diagnostics").instantiate(Diagnostics, dict(spec), spec=spec,
                                                where="diagnostics")
+
+
+def flatten_record(record: dict[str, Any]) -> dict[str, float]:
+    """One epoch record as flat scalar metrics (for MLflow, tables and journals).
+
+    Diagnostics become ``time_fprop_ms/<layer>``, ``overflow/<layer>``, ``underflow/<layer>``
+    and ``range_max/<layer>/<tensor>``-style keys; non-numeric values are dropped.
+    """
+    out: dict[str, float] = {}
+    for key, value in record.items():
+        if key == "diagnostics" or isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            out[key] = float(value)
+    diag = record.get("diagnostics") or {}
+    for layer, phases in (diag.get("timing") or {}).items():
+        for phase, ms in phases.items():
+            out[f"time_{phase}/{layer}"] = float(ms)
+    for scope, fractions in (diag.get("flow") or {}).items():
+        for kind, frac in fractions.items():
+            out[f"{kind}/{scope}"] = float(frac)
+    for layer, tensors in (diag.get("ranges") or {}).items():
+        for tensor, stats in tensors.items():
+            for stat in ("min", "max", "mean_abs"):
+                value = stats.get(stat)
+                if value is not None and value == value:
+                    out[f"range_{stat}/{layer}/{tensor}"] = float(value)
+    return out

@@ -1,0 +1,113 @@
+"""Local executor: one process per job, forked from a server that has imported neon once.
+
+Using multiprocessing's ``forkserver`` keeps the price of a fresh process per trial near
+8 ms (measured) instead of the ~0.5 s of importing numpy and neon again, while every trial
+still gets a process of its own that can be killed on timeout or die without harm.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+import time
+from typing import Any
+
+from search.executors.base import EXECUTORS, Event, Executor, Job
+
+__all__ = ["LocalExecutor"]
+
+_PRELOAD = ["search.worker", "neon.config", "neon.backends.cpu"]
+
+
+@EXECUTORS.register("local")
+class LocalExecutor(Executor):
+    """Process per job, at most ``parallel`` at once; BLAS threads = cores / parallel."""
+
+    registry_name = "local"
+
+    def __init__(self, parallel: int = 1, start_method: str = "forkserver") -> None:
+        super().__init__(parallel)
+        self.ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            self.ctx.set_forkserver_preload(_PRELOAD)
+        self.queue: Any = None
+        self.procs: dict[str, Any] = {}
+        self._done: set[str] = set()
+
+    def start(self) -> None:
+        if self.queue is None:
+            self.queue = self.ctx.Queue()
+
+    def submit(self, job: Job) -> None:
+        from search.worker import process_main
+
+        self.start()
+        job.spec.setdefault("threads", self.threads_per_job())
+        proc = self.ctx.Process(target=process_main, args=(job.spec, self.queue),
+                                name=f"neon-search-{job.key}", daemon=True)
+        job.submitted_at = time.time()
+        proc.start()
+        self.jobs[job.key] = job
+        self.procs[job.key] = proc
+
+    def _drain(self, timeout: float) -> list[dict[str, Any]]:
+        messages = []
+        try:
+            messages.append(self.queue.get(timeout=timeout) if timeout > 0
+                            else self.queue.get_nowait())
+            while True:
+                messages.append(self.queue.get_nowait())
+        except queue_mod.Empty:
+            pass
+        return messages
+
+    def poll(self, timeout: float) -> list[Event]:
+        if self.queue is None or not self.jobs:
+            if timeout > 0:
+                time.sleep(min(timeout, 0.05))
+            return []
+        events = [self._event(m) for m in self._drain(timeout)]
+        dead = [k for k, p in self.procs.items() if not p.is_alive() and k not in self._done]
+        if dead:
+            # a result may still be in the pipe of a process that just exited
+            events += [self._event(m) for m in self._drain(0.2)]
+            for key in dead:
+                if key not in self._done:
+                    code = self.procs[key].exitcode
+                    events.append(Event("died", key, {"exitcode": code}))
+                    self._forget(key)
+        return [e for e in events if e is not None]
+
+    def _event(self, message: dict[str, Any]) -> Event | None:
+        key = message.get("key", "")
+        if key not in self.jobs:
+            return None  # a late message of a cancelled job
+        if message.get("type") == "done":
+            self._done.add(key)
+            self._forget(key)
+            return Event("done", key, message)
+        return Event("epoch", key, message)
+
+    def _forget(self, key: str) -> None:
+        self.jobs.pop(key, None)
+        proc = self.procs.pop(key, None)
+        if proc is not None:
+            proc.join(timeout=1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=1.0)
+
+    def cancel(self, key: str) -> None:
+        proc = self.procs.get(key)
+        if proc is not None and proc.is_alive():
+            proc.kill()
+        self._done.add(key)
+        self._forget(key)
+
+    def shutdown(self) -> None:
+        for key in list(self.procs):
+            self.cancel(key)
+        if self.queue is not None:
+            self.queue.close()
+            self.queue.cancel_join_thread()
+            self.queue = None
