@@ -36,6 +36,7 @@ setup(
         "console_scripts": [
             "neon=neon.cli:main",
             "neon-search=search.cli:main",
+            "neon-macrobatch=neon.datasets.macrobatch:main",
         ]
     },
 )

@@ -146,7 +146,9 @@ def apply_overrides(cfg: dict[str, Any], **overrides: Any) -> dict[str, Any]:
             section = out.get("dataset") or {}
             if isinstance(section, dict) and section.get("name") != value:
                 # a different dataset keeps only options every loader shares
-                section = {k: v for k, v in section.items() if k in ("batch_size",)}
+                # (synthetic data also keeps the example shape and class count it imitates)
+                keep = {"batch_size", "shape", "nclass"} if value == "synthetic" else {"batch_size"}
+                section = {k: v for k, v in section.items() if k in keep}
             out["dataset"] = {**section, "name": value}
             continue
         section_name, field_name = mapping[key]
