@@ -69,6 +69,7 @@ class ModelOptions:
 
     layers: list
     cost: str | dict = "cross_entropy"
+    type: str = "model"  # other types (autoencoder, rbm, dbn): neon.models.MODEL_TYPES
 
 
 @dataclass
@@ -185,6 +186,11 @@ def build_backend(cfg: dict[str, Any], seed: int) -> tuple[Backend, BackendOptio
 def build_model(cfg: dict[str, Any], be: Backend | None = None) -> Model:
     """Only the ``model:`` section: layers and cost (for loading checkpoints)."""
     spec = cfg.get("model")
+    if isinstance(spec, dict) and spec.get("type", "model") != "model":
+        from neon.models import build_typed_model
+
+        return build_typed_model(spec, be, name=str(cfg.get("name", spec["type"])),
+                                 config=to_plain(cfg))
     opts = _options(ModelOptions, spec, "model")
     if not isinstance(opts.layers, list) or not opts.layers:
         raise ConfigError("model.layers must be a non-empty list of layers",

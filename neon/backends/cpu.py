@@ -166,15 +166,20 @@ class CPUBackend(Backend):
         threadpool_limits(limits=n)
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
-    # Fused numba versions of the recurrent-cell primitives (same contract as Backend's).
+    # Fused numba versions of the recurrent-cell primitives (same contract as Backend's; the
+    # fp32 forward kernel's tanh/sigmoid are within 4e-7 of exact, see cpu_rnn_kernels).
     def lstm_cell_fprop(self, gates: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
-        rnn_kernels.lstm_fprop(gates, c_prev, c, tanh_c, h)
+        if gates.dtype != np.float32:
+            return super().lstm_cell_fprop(gates, c_prev, c, tanh_c, h)
+        rnn_kernels.run(rnn_kernels.lstm_fprop, c.size, gates, c_prev, c, tanh_c, h)
         for a in (gates, c, tanh_c, h):
             self.quantize(a)
+        return None
 
     def lstm_cell_bprop(
         self, gates: Any, c_prev: Any, tanh_c: Any, dh: Any, dc: Any, dgates: Any, dc_prev: Any
     ) -> None:
-        rnn_kernels.lstm_bprop(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev)
+        rnn_kernels.run(rnn_kernels.lstm_bprop, dh.size, gates, c_prev, tanh_c, dh, dc, dgates,
+                        dc_prev)
         self.quantize(dgates)
         self.quantize(dc_prev)
