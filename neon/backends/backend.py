@@ -462,8 +462,10 @@ class Backend:
     # Contract shared by every backend (a fused GPU or numba kernel must match it): all
     # arithmetic in the compute dtype from the values as given; intermediate values are
     # not rounded; each output array is rounded to the storage format once, after it is
-    # complete, in the order listed under "Rounds". Gate blocks along the last axis of
-    # ``gates`` are [input i | forget f | output o | candidate g], each H wide.
+    # complete, in the order listed under "Rounds" (so stochastic rounding draws the same
+    # streams). fp32 sigmoid/tanh may differ from the exact functions by up to 1e-6 absolute
+    # (the CPU kernels use a rational tanh); fp64 must be exact to rounding. Gate blocks along
+    # the last axis of ``gates`` are [input i | forget f | output o | candidate g], H wide.
     def lstm_cell_fprop(self, gates: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
         """One LSTM step's elementwise part, after the gate GEMMs.
 

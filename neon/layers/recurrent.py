@@ -249,9 +249,8 @@ class SimpleRNN(Recurrent):
         dh = self.buffer("dh", hs.shape[1:])
         for s in reversed(range(t)):
             if s + 1 < t and self.carries(s + 1):
-                be.dot(da[s + 1], self.U.value, out=dh, trans_b=True)
-                dh += dy[s]
-                be.quantize(dh)
+                dh[...] = dy[s]  # dL/dh_s = output gradient + recurrent GEMM, rounded once
+                be.dot(da[s + 1], self.U.value, out=dh, trans_b=True, accumulate=True)
             else:
                 dh[...] = dy[s]
             self.activation_fn.bprop(be, hs[s + 1], dh, da[s])
@@ -320,9 +319,8 @@ class LSTM(Recurrent):
         u = self.U.value
         for s in reversed(range(t)):
             if s + 1 < t and self.carries(s + 1):
-                be.dot(dgates[s + 1], u, out=dh, trans_b=True)
-                dh += dy[s]
-                be.quantize(dh)
+                dh[...] = dy[s]  # dL/dh_s = output gradient + recurrent GEMM, rounded once
+                be.dot(dgates[s + 1], u, out=dh, trans_b=True, accumulate=True)
             else:
                 dh[...] = dy[s]
                 dc.fill(0)
@@ -389,9 +387,8 @@ class GRU(Recurrent):
             if s + 1 < t and self.carries(s + 1):
                 # dL/dh_s: output gradient, direct path through z * h, recurrent GEMM
                 xp.multiply(dh_next, acts[s + 1][:, h: 2 * h], out=dh)
-                be.dot(dgh[s + 1], self.U.value, out=dh, trans_b=True, accumulate=True)
                 dh += dy[s]
-                be.quantize(dh)
+                be.dot(dgh[s + 1], self.U.value, out=dh, trans_b=True, accumulate=True)
             else:
                 dh[...] = dy[s]
             a = acts[s]
