@@ -1,15 +1,19 @@
 """neon-search: hyperparameter-optimization-first experiments for the neon deep learning engine."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="neon-search",
     version="0.1.0",
     description="Hyperparameter search over neon models, with MLflow records of every trial",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["neon", "neon.*", "search", "search.*", "experiments", "experiments.*"]),
+    packages=find_packages(
+        include=["neon", "neon.*", "search", "search.*", "experiments", "experiments.*"]
+    ),
     include_package_data=True,
     install_requires=[
         "numpy>=1.26",
@@ -28,7 +32,7 @@ setup(
         "pillow>=10",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5"],
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40"],
         "gpu": ["cupy-cuda12x>=13"],
         "bench": ["torch==2.13.0"],
     },

@@ -253,13 +253,11 @@ class Controller:
             else None,
             "traceback_dir": str(self.workdir / "tracebacks"),
         }
-        first = trial.attempts == 0
         trial.attempts += 1
         trial.state = TrialState.RUNNING
         trial.target_epochs = target
         trial.started_at = trial.started_at or time.time()
-        if first or trial.run_id is None:
-            self.tracker.trial_started(trial)
+        self.tracker.trial_started(trial, config)
         self._record(trial)
         self.executor.submit(Job(spec["key"], trial.id, spec))
         self.running[spec["key"]] = _Running(trial.id, target, start_epoch, time.time())
@@ -387,7 +385,9 @@ class Controller:
         """Run to completion; raises ``SweepInterrupted`` on Ctrl-C (after cleaning up)."""
         self._open()
         self.started = time.time()
-        self.tracker.start_sweep(self.sweep, self.resume)
+        self.tracker.start_sweep(self.sweep, self.resume, self.workdir)
+        if self.resume:
+            self.tracker.reconcile(sorted(self.trials.values(), key=lambda t: t.id))
         try:
             self.executor.start()
             while True:

@@ -16,17 +16,22 @@ __all__ = ["MultiTracker", "Tracker"]
 class Tracker:
     """No-op base class; every hook is optional."""
 
-    def start_sweep(self, sweep: Any, resumed: bool) -> None:
-        """Before any trial starts (create or reopen the sweep's parent run)."""
+    def start_sweep(self, sweep: Any, resumed: bool, workdir: Any) -> None:
+        """Before any trial starts (create, or on resume reopen, the sweep's parent run)."""
 
-    def trial_started(self, trial: Any) -> None:
-        """A trial's first job is dispatched (create its run; may set ``trial.run_id``)."""
+    def trial_started(self, trial: Any, config: dict[str, Any]) -> None:
+        """A trial is dispatched with its resolved model ``config`` (create its run, or
+        reopen the one in ``trial.run_id``; may set ``trial.run_id``)."""
 
     def log_epochs(self, trial: Any, records: list[dict[str, float]], first_epoch: int) -> None:
         """Per-epoch records of a trial; ``first_epoch`` is the 1-based epoch of records[0]."""
 
     def trial_finished(self, trial: Any) -> None:
         """The trial reached a final state (completed, failed, timed_out, pruned, killed)."""
+
+    def reconcile(self, trials: list[Any]) -> None:
+        """Resume: bring the records up to date with the journal's trials (the journal is
+        the truth; writes lost in a crash are made again, never twice)."""
 
     def end_sweep(self, result: Any) -> None:
         """After the last trial (also after Ctrl-C, with the trials done so far)."""
@@ -38,13 +43,13 @@ class MultiTracker(Tracker):
     def __init__(self, trackers: list[Tracker]) -> None:
         self.trackers = trackers
 
-    def start_sweep(self, sweep: Any, resumed: bool) -> None:
+    def start_sweep(self, sweep: Any, resumed: bool, workdir: Any) -> None:
         for t in self.trackers:
-            t.start_sweep(sweep, resumed)
+            t.start_sweep(sweep, resumed, workdir)
 
-    def trial_started(self, trial: Any) -> None:
+    def trial_started(self, trial: Any, config: dict[str, Any]) -> None:
         for t in self.trackers:
-            t.trial_started(trial)
+            t.trial_started(trial, config)
 
     def log_epochs(self, trial: Any, records: list[dict[str, float]], first_epoch: int) -> None:
         for t in self.trackers:
@@ -53,6 +58,10 @@ class MultiTracker(Tracker):
     def trial_finished(self, trial: Any) -> None:
         for t in self.trackers:
             t.trial_finished(trial)
+
+    def reconcile(self, trials: list[Any]) -> None:
+        for t in self.trackers:
+            t.reconcile(trials)
 
     def end_sweep(self, result: Any) -> None:
         for t in self.trackers:

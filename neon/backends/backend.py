@@ -43,6 +43,13 @@ class FlowCounter:
             for scope, (n, o, u) in self.counts.items()
         }
 
+    def total(self) -> dict[str, float]:
+        """Overflow and underflow fractions over every scope together."""
+        n = sum(row[0] for row in self.counts.values())
+        over = sum(row[1] for row in self.counts.values())
+        under = sum(row[2] for row in self.counts.values())
+        return {"overflow": over / n if n else 0.0, "underflow": under / n if n else 0.0}
+
     def reset(self) -> None:
         self.counts.clear()
 

@@ -47,8 +47,9 @@ def build_diagnostics(spec: Any) -> Diagnostics:
 def flatten_record(record: dict[str, Any]) -> dict[str, float]:
     """One epoch record as flat scalar metrics (for MLflow, tables and journals).
 
-    Diagnostics become ``time_fprop_ms/<layer>``, ``overflow/<layer>``, ``underflow/<layer>``
-    and ``range_max/<layer>/<tensor>``-style keys; non-numeric values are dropped.
+    Diagnostics become ``time_fprop_ms/<layer>``, ``overflow/<layer>``, ``underflow/<layer>``,
+    ``overflow_fraction`` (all layers) and ``range_max/<layer>/<tensor>``-style keys;
+    non-numeric values are dropped.
     """
     out: dict[str, float] = {}
     for key, value in record.items():
@@ -60,6 +61,8 @@ def flatten_record(record: dict[str, Any]) -> dict[str, float]:
     for layer, phases in (diag.get("timing") or {}).items():
         for phase, ms in phases.items():
             out[f"time_{phase}/{layer}"] = float(ms)
+    for kind, frac in (diag.get("flow_total") or {}).items():
+        out[f"{kind}_fraction"] = float(frac)
     for scope, fractions in (diag.get("flow") or {}).items():
         for kind, frac in fractions.items():
             out[f"{kind}/{scope}"] = float(frac)

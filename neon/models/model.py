@@ -316,7 +316,9 @@ class Model:
             out["timing"] = timer.summary()
         if ranges is not None:
             out["ranges"] = ranges.summary()
-            out["flow"] = self.be.flow.fractions() if self.be.flow is not None else {}
+            if self.be.flow is not None:
+                out["flow"] = self.be.flow.fractions()
+                out["flow_total"] = self.be.flow.total()
         return out
 
     # ----------------------------------------------------------------- inference

@@ -1,0 +1,513 @@
+"""MLflow records: a parent run per sweep, a nested run per trial, or one run for ``neon``.
+
+An explicit ``MlflowClient(tracking_uri)``, never MLflow's global state. The default store is
+``sqlite:///mlflow.db`` in the working directory with artifacts in ``mlartifacts/`` beside
+it; an ``http://`` URI points at an ``mlflow server`` (for clusters). Only the controller
+process writes, from one background thread, so logging never blocks the search loop and
+SQLite never sees two writers. Metrics go in batches (``log_batch``), one call per epoch
+record, never one per value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import re
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from neon.callbacks import Callback
+from neon.diagnostics import flatten_record
+from search.tracking import Tracker
+
+__all__ = [
+    "STATUS",
+    "RunLogger",
+    "SingleRunTracker",
+    "SweepTracker",
+    "client_for",
+    "default_uri",
+    "experiment_id",
+    "flatten_params",
+    "resolve_uri",
+]
+
+DEFAULT_STORE = "mlflow.db"
+KIND_TAG = "neon_search.kind"  # "sweep" | "trial" | "single"
+STATUS = {  # trial state -> MLflow run status
+    "completed": "FINISHED",
+    "pruned": "KILLED",
+    "killed": "KILLED",
+    "failed": "FAILED",
+    "timed_out": "FAILED",
+    "running": "RUNNING",
+    "queued": "SCHEDULED",
+}
+BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="sqlalchemy")
+    warnings.filterwarnings("ignore", message=".*noload.*")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_TRACKING_INSECURE_TLS", "false")
+
+
+def default_uri() -> str:
+    return resolve_uri(f"sqlite:///{DEFAULT_STORE}")
+
+
+def resolve_uri(uri: str | None) -> str:
+    """Absolute SQLite paths, so that the UI and later commands find the same store."""
+    if not uri:
+        return default_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri[len("sqlite:///"):]).expanduser()
+        return f"sqlite:///{path.resolve()}"
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts beside a SQLite store (``mlartifacts/``); servers manage their own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def client_for(uri: str | None) -> Any:
+    """An ``MlflowClient`` for ``uri``; a new SQLite store is created here, once."""
+    _quiet()
+    from mlflow import MlflowClient
+
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments(max_results=1)  # creates and migrates the schema now
+    return client
+
+
+def experiment_id(client: Any, name: str, uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    root = artifact_root(uri)
+    location = f"{root}/{name}" if root else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def flatten_params(config: Any, prefix: str = "") -> dict[str, str]:
+    """Scalars of a nested config as ``{"optimizer.learning_rate": "0.1"}``."""
+    out: dict[str, str] = {}
+    if isinstance(config, dict):
+        for k, v in config.items():
+            out.update(flatten_params(v, f"{prefix}{k}."))
+    elif isinstance(config, list):
+        for i, v in enumerate(config):
+            out.update(flatten_params(v, f"{prefix}{i}."))
+    else:
+        out[prefix[:-1]] = str(config)
+    return out
+
+
+_UNSAFE = re.compile(r"[^\w\-. :/]")
+
+
+def safe_key(key: str) -> str:
+    """An MLflow-legal param/metric name: ``arch[0].0.nout`` -> ``arch/0.0.nout``."""
+    return _UNSAFE.sub("_", key.replace("[", "/").replace("]", ""))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
+        value)
+
+
+class RunLogger:
+    """Writes one MLflow run: params, per-epoch metric batches, tags, artifacts, status."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.last_step = 0
+
+    @classmethod
+    def create(cls, client: Any, exp_id: str, name: str, tags: dict[str, str]) -> RunLogger:
+        run = client.create_run(exp_id, run_name=name, tags=tags)
+        return cls(client, run.info.run_id)
+
+    def resume(self) -> None:
+        """Reopen a run: steps already logged are not logged again."""
+        history = self.client.get_metric_history(self.run_id, "train_loss")
+        self.last_step = max((m.step for m in history), default=0)
+        self.client.update_run(self.run_id, status="RUNNING")
+
+    def params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params if self.last_step else {}
+        items = [Param(safe_key(k), str(v)[:6000]) for k, v in params.items()
+                 if safe_key(k) not in existing]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100], synchronous=True)
+
+    def epochs(self, records: Iterable[dict[str, float]], first_epoch: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = []
+        for offset, record in enumerate(records):
+            step = first_epoch + offset
+            if step <= self.last_step:
+                continue
+            self.last_step = step
+            metrics += [Metric(safe_key(k), float(v), now, step) for k, v in record.items()
+                        if _finite(v) and k != "epoch"]
+        for i in range(0, len(metrics), BATCH):
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + BATCH], synchronous=True)
+
+    def tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items() if v is not None]
+        if items:
+            self.client.log_batch(self.run_id, tags=items, synchronous=True)
+
+    def final_metrics(self, values: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(safe_key(k), float(v), now, step) for k, v in values.items()
+                 if _finite(v)]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items, synchronous=True)
+
+    def text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def finish(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+class _Writer:
+    """A background thread that runs tracking calls in order; errors warn, never stop."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.errors = 0
+        self.thread = threading.Thread(target=self._loop, name="mlflow-writer", daemon=True)
+        self.thread.start()
+
+    def __call__(self, fn: Callable[[], None]) -> None:
+        self.calls.put(fn)
+
+    def _loop(self) -> None:
+        while True:
+            fn = self.calls.get()
+            if fn is None:
+                return
+            try:
+                fn()
+            except Exception as exc:
+                self.errors += 1
+                if self.errors <= 3:
+                    print(f"neon-search: warning: MLflow logging failed: {exc}",
+                          file=sys.stderr)
+
+    def flush(self) -> None:
+        done = threading.Event()
+        self.calls.put(done.set)
+        done.wait()
+
+    def close(self) -> None:
+        self.flush()
+        self.calls.put(None)
+        self.thread.join(timeout=10)
+
+
+def _yaml(config: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+class SweepTracker(Tracker):
+    """MLflow for ``neon-search``: parent run per sweep, nested run ``trial-<n>-<cell>``."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str, sweep: Any = None) -> None:
+        self.uri = resolve_uri(tracking_uri)
+        self.experiment = experiment
+        self.sweep = sweep
+        self.client: Any = None
+        self.exp_id: str | None = None
+        self.parent: RunLogger | None = None
+        self.runs: dict[str, RunLogger] = {}
+        self.writer: _Writer | None = None
+
+    @classmethod
+    def from_sweep(cls, sweep: Any, uri_override: str | None = None) -> SweepTracker:
+        uri = uri_override or sweep.tracking.get("uri")
+        if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            uri = f"sqlite:///{(Path.cwd() / uri[len('sqlite:///'):]).resolve()}"
+        return cls(uri, sweep.tracking.get("experiment") or sweep.name, sweep)
+
+    # ------------------------------------------------------------------ hooks
+    def start_sweep(self, sweep: Any, resumed: bool, workdir: Any) -> None:
+        self.sweep = sweep
+        self.client = client_for(self.uri)
+        self.exp_id = experiment_id(self.client, self.experiment, self.uri)
+        self.writer = _Writer()
+        state = Path(workdir) / "tracking.json"
+        saved = json.loads(state.read_text()) if state.exists() else {}
+        if resumed and saved.get("uri") == self.uri and saved.get("parent_run_id"):
+            self.parent = RunLogger(self.client, saved["parent_run_id"])
+            self.client.update_run(self.parent.run_id, status="RUNNING")
+            self._reopen_children()
+            return
+        self.parent = RunLogger.create(self.client, self.exp_id, sweep.name, {
+            KIND_TAG: "sweep", "sweep": sweep.name,
+            "strategy": json.dumps(sweep.search.strategy) if isinstance(
+                sweep.search.strategy, dict) else str(sweep.search.strategy),
+            "scheduler": json.dumps(sweep.search.scheduler) if isinstance(
+                sweep.search.scheduler, dict) else str(sweep.search.scheduler),
+            "objective": f"{sweep.objective.metric} ({sweep.objective.mode})",
+            "cells": ",".join(c.name for c in sweep.cells),
+            "neon_search.workdir": str(Path(workdir).resolve()),
+        })
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"uri": self.uri, "parent_run_id": self.parent.run_id,
+                                     "experiment_id": self.exp_id}))
+        parent = self.parent
+        self.writer(lambda: self._sweep_artifacts(parent, sweep))
+
+    def _reopen_children(self) -> None:
+        runs = self.client.search_runs(
+            [self.exp_id], f"tags.`mlflow.parentRunId` = '{self.parent.run_id}'",
+            max_results=5000)
+        for run in runs:
+            trial_id = run.data.tags.get("trial_id")
+            if trial_id:
+                logger = RunLogger(self.client, run.info.run_id)
+                logger.last_step = -1  # looked up lazily when the trial runs again
+                self.runs[trial_id] = logger
+
+    def _sweep_artifacts(self, parent: RunLogger, sweep: Any) -> None:
+        if sweep.path is not None and sweep.path.exists():
+            parent.text(sweep.path.read_text(encoding="utf-8"), "sweep.yaml")
+        if sweep.model_path is not None and sweep.model_path.exists():
+            parent.text(sweep.model_path.read_text(encoding="utf-8"), "template.yaml")
+        parent.text(sweep.space.table() + "\n", "space.txt")
+        parent.params({"trials": sweep.search.trials, "parallel": sweep.search.parallel,
+                       "seed": sweep.search.seed, "cells": ",".join(c.name for c in sweep.cells)})
+
+    def trial_started(self, trial: Any, config: dict[str, Any]) -> None:
+        logger = self.runs.get(trial.id)
+        if logger is not None:
+            trial.run_id = logger.run_id
+            if logger.last_step < 0:
+                self.writer(logger.resume)
+            else:
+                self.writer(lambda: self.client.update_run(logger.run_id, status="RUNNING"))
+            return
+        params = {**trial.point, **trial.overrides, "seed": trial.seed}
+        resolved = dict(config)
+        backend = dict(resolved.get("backend") or {})
+        backend.update({k: v for k, v in trial.overrides.items() if k in ("numerics",)})
+        if "backend" in trial.overrides:
+            backend["name"] = trial.overrides["backend"]
+        resolved["backend"] = backend
+        params.setdefault("numerics", backend.get("numerics", "fp32"))
+        params.setdefault("backend", backend.get("name", "cpu"))
+        tags = {KIND_TAG: "trial", "mlflow.parentRunId": self.parent.run_id,
+                "trial_id": trial.id, "number": str(trial.number), "cell": trial.cell,
+                "state": "running", "sweep": self.sweep.name if self.sweep else ""}
+        logger = RunLogger(self.client, "")
+        self.runs[trial.id] = logger
+
+        def create() -> None:
+            run = self.client.create_run(self.exp_id, run_name=trial.name, tags=tags)
+            logger.run_id = run.info.run_id
+            logger.params(params)
+            logger.text(_yaml(resolved), "model.yaml")
+
+        self.writer(create)
+
+    def reconcile(self, trials: list[Any]) -> None:
+        """Log what the journal has and the store lacks: runs, epochs, final states."""
+        for trial in trials:
+            if trial.attempts == 0:
+                continue
+            if trial.id not in self.runs:
+                self.trial_started(trial, self._config_of(trial))
+            logger = self.runs[trial.id]
+            history = [dict(r) for r in trial.history]
+
+            def catch_up(logger: RunLogger = logger, history: list = history) -> None:
+                if logger.last_step < 0:
+                    steps = self.client.get_metric_history(logger.run_id, "train_loss")
+                    logger.last_step = max((m.step for m in steps), default=0)
+                logger.epochs(history, 1)
+
+            self.writer(catch_up)
+            if trial.state.finished:
+                finish = self._finisher(trial, logger)
+
+                def finish_if_open(logger: RunLogger = logger, finish: Any = finish) -> None:
+                    status = self.client.get_run(logger.run_id).info.status
+                    if status in ("RUNNING", "SCHEDULED"):
+                        finish()
+
+                self.writer(finish_if_open)
+
+    def _config_of(self, trial: Any) -> dict[str, Any]:
+        try:
+            return self.sweep.space.expand(trial.point)
+        except Exception:
+            return {}
+
+    def log_epochs(self, trial: Any, records: list[dict[str, float]], first_epoch: int) -> None:
+        logger = self.runs.get(trial.id)
+        if logger is not None:
+            records = [dict(r) for r in records]
+            self.writer(lambda: logger.epochs(records, first_epoch))
+
+    def trial_finished(self, trial: Any) -> None:
+        logger = self.runs.get(trial.id)
+        if logger is not None:
+            self.writer(self._finisher(trial, logger))
+
+    def _finisher(self, trial: Any, logger: RunLogger) -> Callable[[], None]:
+        """The calls that close a trial's run: tags, final metrics, traceback, status."""
+        state = trial.state.value
+        tags = {"state": state, "failure_reason": trial.error if not trial.state.ok else None,
+                "rung": str(trial.epochs), "attempts": str(trial.attempts)}
+        if state == "pruned":
+            tags["failure_reason"] = f"stopped early by the scheduler at {trial.epochs} epochs"
+        traceback_path = trial.traceback_path
+        if traceback_path and os.path.exists(traceback_path):
+            tags["traceback_file"] = traceback_path
+        final = {"trial_seconds": trial.seconds, "trial_epochs": trial.epochs}
+        step = max(trial.epochs, 1)
+
+        def finish() -> None:
+            logger.tags(tags)
+            logger.final_metrics(final, step)
+            if traceback_path and os.path.exists(traceback_path):
+                logger.client.log_artifact(logger.run_id, traceback_path)
+            logger.finish(STATUS.get(state, "FINISHED"))
+
+        return finish
+
+    def end_sweep(self, result: Any) -> None:
+        if self.parent is None or self.writer is None:
+            return
+        parent = self.parent
+
+        def summarize() -> None:
+            import matplotlib.pyplot as plt
+
+            from experiments.plots import sweep_figures
+            from search.report import results_json
+
+            interrupted = any(t.state.value == "killed" for t in result.trials)
+            try:
+                best = result.best
+                if best is not None:
+                    parent.params({f"best.{k}": v for k, v in best.point.items()})
+                    parent.final_metrics({f"best_{k}": v for k, v in best.metrics.items()},
+                                         best.epochs)
+                    parent.tags({"best_trial": best.name})
+                summary = results_json(result)
+                parent.tags({"states": json.dumps(summary["states"])})
+                self.client.log_dict(parent.run_id, summary, "results.json")
+                for name, fig in sweep_figures(result).items():
+                    self.client.log_figure(parent.run_id, fig, f"plots/{name}.png")
+                    plt.close(fig)
+            finally:
+                parent.finish("KILLED" if interrupted else "FINISHED")
+
+        self.writer(summarize)
+        self.writer.close()
+
+    def ui_hint(self) -> str:
+        return (f"MLflow: experiment '{self.experiment}' in {self.uri}\n"
+                f"  browse it: neon-search ui --tracking-uri {self.uri}   "
+                f"(then http://127.0.0.1:5000/#/experiments/{self.exp_id}/runs)\n"
+                f"  compare:   neon-search compare {self.experiment} --tracking-uri {self.uri}")
+
+
+class SingleRunTracker:
+    """``neon MODEL.yaml --mlflow``: one run with the same params/metrics layout."""
+
+    def __init__(self, logger: RunLogger, uri: str, exp_id: str) -> None:
+        self.logger = logger
+        self.uri = uri
+        self.exp_id = exp_id
+
+    @classmethod
+    def for_experiment(cls, exp: Any, model_path: str, uri: str | None) -> SingleRunTracker:
+        uri = resolve_uri(uri)
+        client = client_for(uri)
+        name = str(exp.config.get("name") or Path(model_path).stem)
+        exp_id = experiment_id(client, name, uri)
+        logger = RunLogger.create(client, exp_id, name, {KIND_TAG: "single", "state": "running",
+                                                         "model_file": str(model_path)})
+        logger.params({**flatten_params({k: v for k, v in exp.config.items()
+                                         if k not in ("description",)}),
+                       "numerics": exp.be.numerics, "backend": exp.be.name, "seed": exp.seed})
+        logger.text(_yaml(exp.config), "model.yaml")
+        return cls(logger, uri, exp_id)
+
+    def callback(self) -> Callback:
+        logger = self.logger
+
+        class _Log(Callback):
+            def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+                logger.epochs([flatten_record(metrics)], epoch)
+
+        return _Log()
+
+    def finish(self, state: str, reason: str | None, final: dict[str, float] | None = None
+               ) -> None:
+        self.logger.tags({"state": state, "failure_reason": reason})
+        self.logger.finish(STATUS.get(state, "FINISHED"))
+        print(f"MLflow run {self.logger.run_id} in {self.uri} "
+              f"(neon-search ui --tracking-uri {self.uri})")
+
+
+def fill_store_for_benchmark(uri: str, experiment: str, n: int) -> None:
+    """``n`` synthetic trial runs (params, 20 metrics), for timing ``experiments.load``."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = client_for(uri)
+    exp_id = experiment_id(client, experiment, resolve_uri(uri))
+    parent = client.create_run(exp_id, run_name="bench", tags={KIND_TAG: "sweep"})
+    now = int(time.time() * 1000)
+    for i in range(n):
+        run = client.create_run(exp_id, run_name=f"trial-{i // 2}-{'fp32' if i % 2 else 'fp16'}",
+                                tags={KIND_TAG: "trial",
+                                      "mlflow.parentRunId": parent.info.run_id})
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(f"m{j}", float(i + j), now, 3) for j in range(20)]
+            + [Metric("val_misclassification", 0.1, now, 3),
+               Metric("trial_seconds", 1.0, now, 3)],
+            params=[Param("optimizer.learning_rate", str(0.01 * (i // 2 + 1))),
+                    Param("numerics", "fp32" if i % 2 else "fp16")],
+            tags=[RunTag("state", "completed"), RunTag("cell", "fp32" if i % 2 else "fp16"),
+                  RunTag("number", str(i // 2)), RunTag("trial_id", f"{i // 2}-x")],
+            synchronous=True)
+        client.set_terminated(run.info.run_id, "FINISHED")

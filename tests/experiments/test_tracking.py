@@ -1,0 +1,177 @@
+"""MLflow records of a sweep, checked through MLflow's own API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import free_port, write_tracked_sweep
+
+from experiments.tracking import KIND_TAG, client_for
+
+
+def runs_of(client, experiment, kind="trial"):
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], f"tags.`{KIND_TAG}` = '{kind}'",
+                              max_results=1000)
+
+
+def test_parent_and_trial_runs(tracked_sweep):
+    uri, result, _ = tracked_sweep
+    client = client_for(uri)
+    (parent,) = runs_of(client, "tracked", "sweep")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["strategy"] == "random" and "asha" in parent.data.tags["scheduler"]
+    assert parent.data.tags["best_trial"] == result.best.name
+    assert parent.data.params["best.optimizer.learning_rate"] == str(
+        result.best.point["optimizer.learning_rate"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"sweep.yaml", "template.yaml", "space.txt", "results.json", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/optimization_history.png", "plots/learning_curves.png",
+            "plots/paired_scatter.png", "plots/parallel_coordinates.png"} <= plots
+
+    children = runs_of(client, "tracked")
+    assert len(children) == len(result.trials) == 8
+    by_name = {r.info.run_name: r for r in children}
+    assert set(by_name) == {t.name for t in result.trials}
+    for trial in result.trials:
+        run = by_name[trial.name]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["state"] == trial.state.value
+        assert run.data.tags["rung"] == str(trial.epochs)
+        expected_status = {"completed": "FINISHED", "pruned": "KILLED"}[trial.state.value]
+        assert run.info.status == expected_status
+        if trial.state.value == "pruned":
+            assert "stopped early" in run.data.tags["failure_reason"]
+        params = run.data.params
+        assert params["numerics"] == trial.cell and params["backend"] == "cpu"
+        assert params["seed"] == "0" and params["arch"] == str(trial.point["arch"])
+        history = client.get_metric_history(run.info.run_id, "train_loss")
+        assert sorted(m.step for m in history) == list(range(1, trial.epochs + 1))
+        for key in ("val_misclassification", "val_log_loss", "seconds",
+                    "time_fprop_ms/affine_0", "overflow/affine_0", "overflow_fraction"):
+            assert key in run.data.metrics, key
+        assert run.data.metrics["trial_epochs"] == trial.epochs
+        model_yaml = client.download_artifacts(run.info.run_id, "model.yaml")
+        text = Path(model_yaml).read_text()
+        assert f"numerics: {trial.cell}" in text and "!" not in text
+
+
+def test_failed_trial_has_failed_status_and_reason(tmp_path):
+    from experiments.tracking import SweepTracker
+    from search.controller import Controller
+    from search.executors import build_executor
+    from search.sweep import load_sweep
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_tracked_sweep(tmp_path, uri, trials=1, experiment="fails", scheduler="fifo")
+    (tmp_path / "model.yaml").write_text((tmp_path / "model.yaml").read_text().replace(
+        "momentum: 0.9}", "momentum: 1.5}"))
+    sweep = load_sweep(str(path))
+    Controller(sweep, tmp_path / "w", build_executor(sweep.executor, 2),
+               SweepTracker.from_sweep(sweep)).run()
+    runs = runs_of(client_for(uri), "fails")
+    assert len(runs) == 2 and all(r.info.status == "FAILED" for r in runs)
+    assert all("momentum must be in [0, 1)" in r.data.tags["failure_reason"] for r in runs)
+    assert all(r.data.tags["state"] == "failed" for r in runs)
+
+
+def test_resume_reuses_parent_and_never_duplicates_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_tracked_sweep(tmp_path, uri, trials=2, experiment="resumed", scheduler="fifo")
+    cmd = [sys.executable, "-m", "search.cli", str(path), "-q", "--workdir", str(tmp_path / "w")]
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    proc = subprocess.run([*cmd, "--resume", "--trials", "3"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    client = client_for(uri)
+    assert len(runs_of(client, "resumed", "sweep")) == 1
+    names = [r.info.run_name for r in runs_of(client, "resumed")]
+    assert sorted(names) == sorted(f"trial-{n}-{c}" for n in range(3) for c in ("fp32", "fp16"))
+    for run in runs_of(client, "resumed"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        assert sorted(steps) == [1, 2, 3]
+
+
+def test_kill_9_resume_keeps_one_run_per_trial(tmp_path):
+    import time
+
+    from search.journal import Journal
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_tracked_sweep(tmp_path, uri, trials=4, experiment="crash", scheduler="fifo")
+    (tmp_path / "model.yaml").write_text((tmp_path / "model.yaml").read_text().replace(
+        "epochs: 3", "epochs: 40"))
+    cmd = [sys.executable, "-m", "search.cli", str(path), "-q", "--workdir", str(tmp_path / "w")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        states = [e["trial"]["state"] for e in Journal(tmp_path / "w").events()
+                  if e["event"] == "trial"]
+        if states.count("completed") >= 1 and "running" in states[-3:]:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+    res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    client = client_for(uri)
+    runs = runs_of(client, "crash")
+    names = [r.info.run_name for r in runs]
+    assert len(names) == len(set(names)) == 8
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        assert sorted(steps) == list(range(1, 41)), run.info.run_name
+        assert run.info.status == "FINISHED"
+
+
+@pytest.mark.timeout(300)
+def test_sweep_logs_to_an_mlflow_server_over_http(tmp_path):
+    from experiments.cli import start_ui, stop_ui
+
+    port = free_port()
+    server = start_ui(f"sqlite:///{tmp_path}/server.db", port)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        path = write_tracked_sweep(tmp_path / "s", uri, trials=2, experiment="remote",
+                                   scheduler="fifo")
+        proc = subprocess.run([sys.executable, "-m", "search.cli", str(path), "-q"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        client = client_for(uri)
+        runs = runs_of(client, "remote")
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        (parent,) = runs_of(client, "remote", "sweep")
+        assert "sweep.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    finally:
+        stop_ui(server)
+    assert server.poll() is not None
+
+
+def test_neon_cli_mlflow_single_run(tmp_path):
+    uri = f"sqlite:///{tmp_path}/single.db"
+    proc = subprocess.run([sys.executable, "-m", "neon.cli", "examples/mlp/digits-small.yaml",
+                           "--epochs", "2", "--mlflow", "--tracking-uri", uri, "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    client = client_for(uri)
+    (run,) = runs_of(client, "digits-small", "single")
+    assert run.info.status == "FINISHED" and run.data.params["numerics"] == "fp32"
+    assert run.data.params["optimizer.learning_rate"] == "0.1"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_misclassification")]
+    assert steps == [1, 2]
+    assert "model.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_results_json_artifact_matches_trials(tracked_sweep):
+    uri, result, _ = tracked_sweep
+    client = client_for(uri)
+    (parent,) = runs_of(client, "tracked", "sweep")
+    data = json.loads(Path(client.download_artifacts(parent.info.run_id, "results.json"))
+                      .read_text())
+    assert {t["id"] for t in data["trials"]} == {t.id for t in result.trials}
