@@ -18,7 +18,7 @@ $(VENV)/.installed-test: setup.py | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/neon examples/mlp/digits-small.yaml
+	$(BIN)/neon-search examples/sweeps/digits-mlp.yaml --fresh
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -94,6 +94,7 @@ def process_main(spec: dict[str, Any], queue: Any) -> None:
     Ctrl-C belongs to the controller (it ends workers itself), so workers ignore SIGINT.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.update(spec.get("env") or {})  # e.g. CUDA_VISIBLE_DEVICES, before CUDA starts
     result = run_job(spec, report=queue.put)
     queue.put(result)
 

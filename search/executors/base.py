@@ -8,6 +8,8 @@ live progress), ``done`` (the job's result dict from ``search.worker.run_job``) 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,55 @@ class Event:
     kind: str  # "epoch" | "done" | "died"
     key: str
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this machine offers workers, without initializing CUDA here:
+    ``CUDA_VISIBLE_DEVICES`` if set, else what ``nvidia-smi`` lists, else none."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def needs_gpu(spec: dict[str, Any]) -> bool:
+    backend = (spec.get("config") or {}).get("backend") or {}
+    name = spec.get("overrides", {}).get("backend") or (
+        backend.get("name") if isinstance(backend, dict) else None)
+    return name == "gpu"
+
+
+class GPUSlots:
+    """Spreads GPU jobs over the visible GPUs: each job gets the least busy one, pinned
+    with ``CUDA_VISIBLE_DEVICES`` in its worker (so it sees it as device 0)."""
+
+    def __init__(self) -> None:
+        self.gpus: list[str] | None = None
+        self.busy: dict[str, str] = {}  # job key -> gpu id
+
+    def assign(self, job: Job) -> None:
+        if not needs_gpu(job.spec):
+            return
+        if self.gpus is None:
+            self.gpus = visible_gpus()
+        if not self.gpus:
+            return  # the trial fails with the backend's own "no GPU" message
+        load = {g: 0 for g in self.gpus}
+        for g in self.busy.values():
+            load[g] = load.get(g, 0) + 1
+        gpu = min(self.gpus, key=lambda g: (load[g], self.gpus.index(g)))
+        self.busy[job.key] = gpu
+        job.spec.setdefault("env", {})["CUDA_VISIBLE_DEVICES"] = gpu
+
+    def release(self, key: str) -> None:
+        self.busy.pop(key, None)
 
 
 class Executor:

@@ -12,7 +12,7 @@ import queue as queue_mod
 import time
 from typing import Any
 
-from search.executors.base import EXECUTORS, Event, Executor, Job
+from search.executors.base import EXECUTORS, Event, Executor, GPUSlots, Job
 
 __all__ = ["LocalExecutor"]
 
@@ -33,6 +33,7 @@ class LocalExecutor(Executor):
         self.queue: Any = None
         self.procs: dict[str, Any] = {}
         self._done: set[str] = set()
+        self.gpu_slots = GPUSlots()
 
     def start(self) -> None:
         if self.queue is None:
@@ -43,6 +44,7 @@ class LocalExecutor(Executor):
 
         self.start()
         job.spec.setdefault("threads", self.threads_per_job())
+        self.gpu_slots.assign(job)
         proc = self.ctx.Process(target=process_main, args=(job.spec, self.queue),
                                 name=f"neon-search-{job.key}", daemon=True)
         job.submitted_at = time.time()
@@ -90,6 +92,7 @@ class LocalExecutor(Executor):
 
     def _forget(self, key: str) -> None:
         self.jobs.pop(key, None)
+        self.gpu_slots.release(key)
         proc = self.procs.pop(key, None)
         if proc is not None:
             proc.join(timeout=1.0)

@@ -83,3 +83,22 @@ def test_dry_run_prints_space_and_trials(sweep_dir):
     assert "model.layers.0.nout" in out and "optimizer.learning_rate" in out
     assert "trial-0-fp16" in out and "expanded model of trial-0" in out
     assert not (sweep_dir / "sweep.neon-search").exists()
+
+
+def test_gpu_slots_spread_jobs_over_visible_gpus(monkeypatch):
+    from search.executors.base import GPUSlots, Job
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    slots = GPUSlots()
+    jobs = [Job(f"{i}-gpu@1#0", f"{i}-gpu", {"overrides": {"backend": "gpu"}, "config": {}})
+            for i in range(3)]
+    for job in jobs:
+        slots.assign(job)
+    assert [j.spec["env"]["CUDA_VISIBLE_DEVICES"] for j in jobs] == ["2", "5", "2"]
+    slots.release(jobs[1].key)
+    extra = Job("9-gpu@1#0", "9-gpu", {"config": {"backend": {"name": "gpu"}}})
+    slots.assign(extra)
+    assert extra.spec["env"]["CUDA_VISIBLE_DEVICES"] == "5"
+    cpu = Job("1-cpu@1#0", "1-cpu", {"overrides": {}, "config": {"backend": {"name": "cpu"}}})
+    slots.assign(cpu)
+    assert "env" not in cpu.spec

@@ -1,0 +1,215 @@
+"""GPU backend on CuPy: cuBLAS GEMMs (fp16/bf16 inputs on tensor cores with fp32
+accumulation and output), CUDA kernels for rounding and im2col, CuPy for the rest.
+
+Arrays are fp32 (fp64 for fp64) as on the CPU; fp16/bf16 values are exactly representable
+in them, so the layer code, the rounding (bit-identical to the CPU kernels, stochastic
+rounding included) and the checkpoints are the same on both devices. A GEMM of fp16/bf16
+numerics casts its two operands to the 16-bit type (exact) and runs ``cublasGemmEx`` with
+16-bit inputs and fp32 accumulation and output, which is where tensor cores pay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neon.backends import gpu_kernels as kernels
+from neon.backends.backend import Backend
+from neon.errors import UserError
+
+__all__ = ["GPUBackend", "column_major_gemm", "gemm_call"]
+
+
+def gemm_call(a_shape: tuple[int, int], b_shape: tuple[int, int], trans_a: bool,
+              trans_b: bool) -> dict[str, int]:
+    """Column-major cuBLAS arguments for the row-major ``C = op(a) @ op(b)``.
+
+    A row-major matrix is its transpose read column-major, so C^T = op(b)^T op(a)^T: the
+    call passes ``b`` first. Returns ``opA, opB`` (0 = N, 1 = T; for the first and second
+    cuBLAS operand), ``m, n, k`` and the leading dimensions.
+    """
+    m = a_shape[1] if trans_a else a_shape[0]
+    k = a_shape[0] if trans_a else a_shape[1]
+    kb = b_shape[1] if trans_b else b_shape[0]
+    n = b_shape[0] if trans_b else b_shape[1]
+    if k != kb:
+        raise ValueError(f"shapes {a_shape}{'ᵀ' if trans_a else ''} and "
+                         f"{b_shape}{'ᵀ' if trans_b else ''} do not align")
+    return {"opA": int(trans_b), "opB": int(trans_a), "m": n, "n": m, "k": k,
+            "lda": b_shape[1], "ldb": a_shape[1], "ldc": n}
+
+
+def column_major_gemm(call: dict[str, int], first: np.ndarray, second: np.ndarray,
+                      c: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> None:
+    """What cuBLAS computes for ``call`` on flat buffers (a numpy reference for tests):
+    ``C = alpha * op(A) op(B) + beta * C``, every matrix column-major with its leading
+    dimension, ``A``/``B`` the first/second operand."""
+    def cm(buf: np.ndarray, rows: int, cols: int, ld: int) -> np.ndarray:
+        return buf.reshape(-1)[: ld * cols].reshape(cols, ld)[:, :rows].T
+
+    m, n, k = call["m"], call["n"], call["k"]
+    a = cm(first, k, m, call["lda"]).T if call["opA"] else cm(first, m, k, call["lda"])
+    b = cm(second, n, k, call["ldb"]).T if call["opB"] else cm(second, k, n, call["ldb"])
+    out = cm(c, m, n, call["ldc"])
+    out[...] = alpha * (a @ b) + beta * out
+
+
+class GPUBackend(Backend):
+    """CuPy backend: ``gen_backend('gpu', 'fp16', device=0)``."""
+
+    name = "gpu"
+
+    def __init__(
+        self,
+        numerics: str = "fp32",
+        stochastic_rounding: bool = False,
+        seed: int = 0,
+        device: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.xp = _import_cupy()
+        count = _device_count(self.xp)
+        index = int(device or 0)
+        if count == 0:
+            raise UserError("the gpu backend found no NVIDIA GPU (check nvidia-smi and "
+                            "CUDA_VISIBLE_DEVICES), use --backend cpu")
+        if not 0 <= index < count:
+            raise UserError(f"GPU {index} does not exist: {count} visible", key="device")
+        self.device = self.xp.cuda.Device(index)
+        self.device.use()
+        super().__init__(numerics, stochastic_rounding, seed)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["device"] = int(self.device.id)
+        props = self.xp.cuda.runtime.getDeviceProperties(self.device.id)
+        name = props.get("name", b"")
+        info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
+        return info
+
+    # ----------------------------------------------------------------- transfers
+    def to_host(self, x: Any) -> np.ndarray:
+        return self.xp.asnumpy(x)
+
+    def synchronize(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
+
+    # ----------------------------------------------------------------- rounding
+    def _round(self, x: Any) -> tuple[int, int]:
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            raise TypeError(f"can only round contiguous float32 arrays, got {x.dtype}")
+        pre = x.copy() if self.flow is not None else None
+        bits = x.reshape(-1).view(np.uint32)
+        if self.stochastic_rounding:
+            offset = self.next_rounding_offset(bits.size)
+            kernels.stochastic_rounder(self.xp, self.format.name)(
+                np.uint64(self.seed), np.uint64(offset), bits)
+        else:
+            kernels.rounder(self.xp, self.format.name)(bits)
+        if pre is None:
+            return 0, 0
+        packed = int(kernels.flow_counter(self.xp)(pre.reshape(-1), x.reshape(-1),
+                                                   np.float32(self.format.tiny)))
+        return packed >> 32, packed & 0xFFFFFFFF
+
+    # ----------------------------------------------------------------- GEMM
+    def dot(self, a: Any, b: Any, out: Any = None, trans_a: bool = False,
+            trans_b: bool = False, accumulate: bool = False) -> Any:
+        if not self.format.emulated:
+            return super().dot(a, b, out, trans_a, trans_b, accumulate)
+        xp = self.xp
+        a = xp.ascontiguousarray(a)
+        b = xp.ascontiguousarray(b)
+        call = gemm_call(a.shape, b.shape, trans_a, trans_b)
+        if out is None:
+            out = self.empty((call["n"], call["m"]))
+            accumulate = False
+        if not out.flags.c_contiguous or out.dtype != np.float32:
+            raise TypeError("dot(out=...) needs a contiguous float32 array on the GPU")
+        a16, b16, dtype = self._half(a), self._half(b), self._half_type()
+        self._gemm_ex(call, b16, a16, out, dtype, beta=1.0 if accumulate else 0.0)
+        return self.quantize(out)
+
+    def _half_type(self) -> int:
+        return kernels.CUDA_R_16F if self.format.name == "fp16" else kernels.CUDA_R_16BF
+
+    def _half(self, x: Any) -> Any:
+        if self.format.name == "fp16":
+            return x.astype(np.float16)
+        return kernels.to_bf16_bits(self.xp)(x.reshape(-1).view(np.uint32)).reshape(x.shape)
+
+    def _gemm_ex(self, call: dict[str, int], first: Any, second: Any, c: Any, dtype: int,
+                 beta: float) -> None:
+        from cupy_backends.cuda.libs import cublas
+
+        alpha_h = np.array(1.0, dtype=np.float32)
+        beta_h = np.array(beta, dtype=np.float32)
+        handle = self.device.cublas_handle
+        cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+        cublas.gemmEx(handle, call["opA"], call["opB"], call["m"], call["n"], call["k"],
+                      alpha_h.ctypes.data, first.data.ptr, dtype, call["lda"],
+                      second.data.ptr, dtype, call["ldb"], beta_h.ctypes.data, c.data.ptr,
+                      kernels.CUDA_R_32F, call["ldc"], kernels.CUBLAS_COMPUTE_32F,
+                      kernels.CUBLAS_GEMM_DEFAULT)
+
+    # ----------------------------------------------------------------- convolution
+    def im2col(self, x: Any, fshape: tuple[int, int], strides: tuple[int, int],
+               padding: tuple[int, int], out: Any = None) -> Any:
+        if x.dtype != np.float32:
+            return super().im2col(x, fshape, strides, padding, out)
+        n, c, h, w = x.shape
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+        if out is None:
+            out = self.empty((c * r * s, n * p * q), dtype=x.dtype)
+        x = self.xp.ascontiguousarray(x)
+        args = (x, out, *(np.int32(v) for v in (n, c, h, w, r, s, sh, sw, ph, pw, p, q)))
+        _launch(kernels.im2col_kernel(self.xp), out.size, args)
+        return out
+
+    def col2im(self, col: Any, out: Any, fshape: tuple[int, int], strides: tuple[int, int],
+               padding: tuple[int, int]) -> Any:
+        if col.dtype != np.float32:
+            return super().col2im(col, out, fshape, strides, padding)
+        n, c, h, w = out.shape
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+        col = self.xp.ascontiguousarray(col)
+        args = (col, out, *(np.int32(v) for v in (n, c, h, w, r, s, sh, sw, ph, pw, p, q)))
+        _launch(kernels.col2im_kernel(self.xp), out.size, args)
+        return out
+
+    # ----------------------------------------------------------------- random numbers
+    def bernoulli_mask(self, shape: Any, keep: float, out: Any = None) -> Any:
+        """Drawn on the host from the seeded generator: the same masks as on the CPU."""
+        mask = self.rng.random(size=shape, dtype=np.float32) < keep
+        dev = self.xp.asarray(mask.astype(np.float32))
+        if out is None:
+            return dev.astype(self.dtype, copy=False)
+        out[...] = dev
+        return out
+
+
+def _launch(kernel: Any, total: int, args: tuple) -> None:
+    threads = 256
+    blocks = max(1, min((total + threads - 1) // threads, 65535 * 8))
+    kernel((blocks,), (threads,), args)
+
+
+def _import_cupy() -> Any:
+    try:
+        import cupy
+    except ImportError:
+        raise UserError("the gpu backend needs CuPy: pip install '.[gpu]' (cupy-cuda12x; "
+                        "cupy-cuda13x for CUDA 13), or use --backend cpu") from None
+    except Exception as exc:
+        raise UserError(f"CuPy failed to load ({exc}); use --backend cpu") from None
+    return cupy
+
+
+def _device_count(cupy: Any) -> int:
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0

@@ -1,0 +1,177 @@
+"""CUDA kernels of the GPU backend (CuPy ElementwiseKernel/RawKernel sources).
+
+The rounding kernels are the CPU kernels' bit logic (``cpu_kernels.py``) in CUDA C, so fp16
+and bf16 rounding, stochastic rounding included (same splitmix64 counter stream), give the
+same bits on both devices. Kernels are compiled on first use and cached by CuPy.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+__all__ = [
+    "CUDA_R_16BF",
+    "CUDA_R_16F",
+    "CUDA_R_32F",
+    "PREAMBLE",
+    "col2im_kernel",
+    "flow_counter",
+    "im2col_kernel",
+    "rounder",
+    "stochastic_rounder",
+    "to_bf16_bits",
+]
+
+CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF = 0, 2, 14
+CUBLAS_COMPUTE_32F = 68
+CUBLAS_GEMM_DEFAULT = -1
+
+PREAMBLE = r"""
+__device__ __forceinline__ unsigned int nr_round_fp16(unsigned int v) {
+    unsigned int a = v & 0x7FFFFFFFu;
+    if (a >= 0x38800000u) {
+        if (a < 0x7F800000u) {
+            a = (a + 0xFFFu + ((a >> 13) & 1u)) & 0xFFFFE000u;
+            if (a > 0x477FE000u) a = 0x7F800000u;
+        }
+    } else if (a != 0u) {
+        float r = rintf(__uint_as_float(a) * 16777216.0f) * 5.9604644775390625e-08f;
+        a = __float_as_uint(r);
+    }
+    return (v & 0x80000000u) | a;
+}
+__device__ __forceinline__ unsigned int nr_round_bf16(unsigned int v) {
+    unsigned int a = v & 0x7FFFFFFFu;
+    if (a < 0x7F800000u) {
+        a = (a + 0x7FFFu + ((a >> 16) & 1u)) & 0xFFFF0000u;
+    } else if (a > 0x7F800000u) {
+        a = 0x7FC00000u;
+    }
+    return (v & 0x80000000u) | a;
+}
+__device__ __forceinline__ unsigned int nr_bits(unsigned long long seed,
+                                                unsigned long long index) {
+    unsigned long long z = seed + index * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z = z ^ (z >> 31);
+    return (unsigned int)(z >> 32);
+}
+__device__ __forceinline__ unsigned int sr_round_fp16(unsigned int v, unsigned int bits) {
+    unsigned int a = v & 0x7FFFFFFFu;
+    if (a >= 0x38800000u) {
+        if (a < 0x7F800000u) {
+            a = (a + (bits & 0x1FFFu)) & 0xFFFFE000u;
+            if (a > 0x477FE000u) a = 0x7F800000u;
+        }
+    } else if (a != 0u) {
+        float f = __uint_as_float(a) * 16777216.0f;
+        float low = floorf(f);
+        float u = (float)(bits >> 8) * 5.9604644775390625e-08f;
+        if (u < f - low) low += 1.0f;
+        a = __float_as_uint(low * 5.9604644775390625e-08f);
+    }
+    return (v & 0x80000000u) | a;
+}
+__device__ __forceinline__ unsigned int sr_round_bf16(unsigned int v, unsigned int bits) {
+    unsigned int a = v & 0x7FFFFFFFu;
+    if (a < 0x7F800000u) {
+        a = (a + (bits & 0xFFFFu)) & 0xFFFF0000u;
+    } else if (a > 0x7F800000u) {
+        a = 0x7FC00000u;
+    }
+    return (v & 0x80000000u) | a;
+}
+"""
+
+
+@cache
+def rounder(cupy: Any, fmt: str) -> Any:
+    """In-place nearest-even rounding of fp32 bits (``uint32`` view) to ``fmt``."""
+    return cupy.ElementwiseKernel("", "uint32 x", f"x = nr_round_{fmt}(x)",
+                                  f"neon_round_{fmt}", preamble=PREAMBLE)
+
+
+@cache
+def stochastic_rounder(cupy: Any, fmt: str) -> Any:
+    """In-place stochastic rounding; element ``i`` uses bits (seed, offset + i)."""
+    return cupy.ElementwiseKernel(
+        "uint64 seed, uint64 offset", "uint32 x",
+        f"x = sr_round_{fmt}(x, nr_bits(seed, offset + (unsigned long long)i))",
+        f"neon_sround_{fmt}", preamble=PREAMBLE)
+
+
+@cache
+def flow_counter(cupy: Any) -> Any:
+    """(overflow << 32) + underflow counts from values before and after rounding."""
+    return cupy.ReductionKernel(
+        "float32 pre, float32 post, float32 tiny", "uint64 y",
+        "(isfinite(pre) && isinf(post) ? (1ull << 32) : 0ull)"
+        " + ((pre != 0.0f && fabsf(post) < tiny) ? 1ull : 0ull)",
+        "a + b", "y = a", "0", "neon_flow_count")
+
+
+@cache
+def to_bf16_bits(cupy: Any) -> Any:
+    """The upper halves of fp32 bit patterns: exact for values already rounded to bf16."""
+    return cupy.ElementwiseKernel("uint32 x", "uint16 y", "y = (unsigned short)(x >> 16)",
+                                  "neon_to_bf16_bits")
+
+
+_IM2COL = r"""
+extern "C" __global__ void neon_im2col(
+        const float* x, float* out, int N, int C, int H, int W, int R, int S,
+        int sh, int sw, int ph, int pw, int P, int Q) {
+    long long total = (long long)C * R * S * N * P * Q;
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        long long col = idx % ((long long)N * P * Q);
+        long long row = idx / ((long long)N * P * Q);
+        int q = col % Q; long long t = col / Q; int p = t % P; int n = t / P;
+        int s = row % S; long long u = row / S; int r = u % R; int c = u / R;
+        int h = p * sh - ph + r, w = q * sw - pw + s;
+        out[idx] = (h >= 0 && h < H && w >= 0 && w < W)
+            ? x[(((long long)n * C + c) * H + h) * W + w] : 0.0f;
+    }
+}
+"""
+
+_COL2IM = r"""
+extern "C" __global__ void neon_col2im(
+        const float* col, float* out, int N, int C, int H, int W, int R, int S,
+        int sh, int sw, int ph, int pw, int P, int Q) {
+    long long total = (long long)N * C * H * W;
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        int w = idx % W; long long t = idx / W; int h = t % H; t /= H;
+        int c = t % C; int n = t / C;
+        float acc = 0.0f;
+        for (int r = 0; r < R; ++r) {
+            int hp = h + ph - r;
+            if (hp < 0 || hp % sh) continue;
+            int p = hp / sh;
+            if (p >= P) continue;
+            for (int s = 0; s < S; ++s) {
+                int wq = w + pw - s;
+                if (wq < 0 || wq % sw) continue;
+                int q = wq / sw;
+                if (q >= Q) continue;
+                long long row = ((long long)c * R + r) * S + s;
+                acc += col[row * ((long long)N * P * Q) + ((long long)n * P + p) * Q + q];
+            }
+        }
+        out[idx] = acc;
+    }
+}
+"""
+
+
+@cache
+def im2col_kernel(cupy: Any) -> Any:
+    return cupy.RawKernel(_IM2COL, "neon_im2col")
+
+
+@cache
+def col2im_kernel(cupy: Any) -> Any:
+    return cupy.RawKernel(_COL2IM, "neon_col2im")
