@@ -48,6 +48,14 @@ def sweep_parser() -> argparse.ArgumentParser:
     return p
 
 
+def describe_spec(spec: Any) -> str:
+    """``grid (grid_points=3)`` for ``{type: grid, grid_points: 3}``."""
+    if isinstance(spec, dict):
+        options = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "type")
+        return f"{spec.get('type')}" + (f" ({options})" if options else "")
+    return str(spec)
+
+
 def default_workdir(sweep: Any) -> Path:
     if sweep.path is not None:
         return sweep.path.parent / f"{sweep.path.stem}.neon-search"
@@ -74,7 +82,7 @@ def dry_run(sweep: Any, trials: int) -> int:
 
     print(f"sweep {sweep.name}: {len(sweep.space)} parameters, {trials} points x "
           f"{len(sweep.cells)} cells ({', '.join(c.name for c in sweep.cells)}), strategy "
-          f"{sweep.search.strategy}, objective {sweep.objective.metric} "
+          f"{describe_spec(sweep.search.strategy)}, objective {sweep.objective.metric} "
           f"({sweep.objective.mode}, cell {sweep.objective_cell})")
     print()
     print(sweep.space.table() if len(sweep.space) else "(no tunable parameters)")
@@ -142,7 +150,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     controller = Controller(sweep, workdir, executor, tracker, resume=args.resume,
                             on_change=progress, trials=trials)
     print(f"neon-search: {sweep.name}: {trials} points x {len(sweep.cells)} cells, "
-          f"strategy {sweep.search.strategy}, {controller.scheduler.describe()}, "
+          f"strategy {describe_spec(sweep.search.strategy)}, {controller.scheduler.describe()}, "
           f"{executor.describe()}; journal {workdir}", flush=True)
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
@@ -186,6 +194,8 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `neon-search ... | head` ends quietly
     try:
         if argv and argv[0] in SUBCOMMANDS:
             from experiments import cli as experiments_cli
