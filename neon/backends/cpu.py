@@ -168,9 +168,22 @@ class CPUBackend(Backend):
 
     # Fused numba versions of the recurrent-cell primitives (same contract as Backend's; the
     # fp32 forward kernel's tanh/sigmoid are within 4e-7 of exact, see cpu_rnn_kernels).
+    # Nearest rounding to fp16/bf16 happens inside the kernels, row by row.
+    def _fused_rounding(self, *arrays: Any) -> bool:
+        return (self.format.emulated and not self.stochastic_rounding
+                and all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays))
+
     def lstm_cell_fprop(self, gates: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
         if gates.dtype != np.float32:
             return super().lstm_cell_fprop(gates, c_prev, c, tanh_c, h)
+        if self._fused_rounding(gates, c, tanh_c, h):
+            u32 = np.uint32
+            over, under = rnn_kernels.run(
+                rnn_kernels.LSTM_FPROP_ROUNDED[self.format.name], c.size, gates, c_prev, c,
+                tanh_c, h, gates.view(u32), c.view(u32), tanh_c.view(u32), h.view(u32))
+            if self.flow is not None:
+                self.flow.add(gates.size + 3 * c.size, int(over), int(under))
+            return None
         rnn_kernels.run(rnn_kernels.lstm_fprop, c.size, gates, c_prev, c, tanh_c, h)
         for a in (gates, c, tanh_c, h):
             self.quantize(a)
@@ -179,6 +192,14 @@ class CPUBackend(Backend):
     def lstm_cell_bprop(
         self, gates: Any, c_prev: Any, tanh_c: Any, dh: Any, dc: Any, dgates: Any, dc_prev: Any
     ) -> None:
+        if self._fused_rounding(dgates, dc_prev):
+            u32 = np.uint32
+            over, under = rnn_kernels.run(
+                rnn_kernels.LSTM_BPROP_ROUNDED[self.format.name], dh.size, gates, c_prev,
+                tanh_c, dh, dc, dgates, dc_prev, dgates.view(u32), dc_prev.view(u32))
+            if self.flow is not None:
+                self.flow.add(dgates.size + dc_prev.size, int(over), int(under))
+            return
         rnn_kernels.run(rnn_kernels.lstm_bprop, dh.size, gates, c_prev, tanh_c, dh, dc, dgates,
                         dc_prev)
         self.quantize(dgates)

@@ -18,12 +18,15 @@ Kernels are compiled twice (serial and multi-threaded over rows, as in ``cpu_ker
 
 from __future__ import annotations
 
+import types
+
 import numba as nb
 import numpy as np
 
-from neon.backends.cpu_kernels import _renamed
+from neon.backends.cpu_kernels import _renamed, round_bf16, round_fp16
 
-__all__ = ["PARALLEL_MIN_STATE", "lstm_bprop", "lstm_fprop", "run", "tanh_approx"]
+__all__ = ["LSTM_BPROP_ROUNDED", "LSTM_FPROP_ROUNDED", "PARALLEL_MIN_STATE", "lstm_bprop",
+           "lstm_fprop", "run", "tanh_approx"]
 
 # error_model="numpy": no ZeroDivisionError checks, which would stop loop vectorization
 _OPTS = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
@@ -49,9 +52,9 @@ class _Kernel:
         self.parallel = nb.njit(parallel=True, **_OPTS)(_renamed(fn, "parallel"))
 
 
-def run(kernel: _Kernel, state_size: int, *args) -> None:
+def run(kernel: _Kernel, state_size: int, *args):
     """Call ``kernel`` threaded when the state has ``PARALLEL_MIN_STATE`` elements or more."""
-    (kernel.parallel if state_size >= PARALLEL_MIN_STATE else kernel.serial)(*args)
+    return (kernel.parallel if state_size >= PARALLEL_MIN_STATE else kernel.serial)(*args)
 
 
 @nb.njit(inline="always", error_model="numpy")
@@ -125,5 +128,90 @@ def _lstm_bprop(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev):  # pragma: no c
             dcp[j] = dct * f
 
 
+_ROUND = round_fp16.serial  # replaced per storage format in the compiled copies below
+
+
+def _lstm_fprop_rounded(gates, c_prev, c, tanh_c, h, gbits, cbits, tbits, hbits
+                        ):  # pragma: no cover - compiled
+    """``_lstm_fprop`` plus nearest rounding of each output row to the storage format
+    (``*bits``: uint32 views of gates, c, tanh_c, h), while the row is in cache: the values
+    equal those of the kernel followed by ``Backend.quantize`` of each output.
+    Returns (overflow, underflow) counts."""
+    nh = c.shape[1]
+    over = 0
+    under = 0
+    for n in nb.prange(c.shape[0]):
+        gi, gf = gates[n, :nh], gates[n, nh: 2 * nh]
+        go, gg = gates[n, 2 * nh: 3 * nh], gates[n, 3 * nh:]
+        cp, cn, tc, hn = c_prev[n], c[n], tanh_c[n], h[n]
+        for j in range(nh):
+            i = _sigmoid(gi[j])
+            f = _sigmoid(gf[j])
+            o = _sigmoid(go[j])
+            g = tanh_approx(gg[j])
+            gi[j] = i
+            gf[j] = f
+            go[j] = o
+            gg[j] = g
+            cj = f * cp[j] + i * g
+            t = tanh_approx(cj)
+            cn[j] = cj
+            tc[j] = t
+            hn[j] = o * t
+        o1, u1 = _ROUND(gbits[n], gbits[n])
+        o2, u2 = _ROUND(cbits[n], cbits[n])
+        o3, u3 = _ROUND(tbits[n], tbits[n])
+        o4, u4 = _ROUND(hbits[n], hbits[n])
+        over += o1 + o2 + o3 + o4
+        under += u1 + u2 + u3 + u4
+    return over, under
+
+
+def _lstm_bprop_rounded(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev, dgbits, dcbits
+                        ):  # pragma: no cover - compiled
+    """``_lstm_bprop`` plus nearest rounding of the dgates and dc_prev rows (uint32 views
+    ``dgbits``, ``dcbits``); returns (overflow, underflow) counts."""
+    nh = dh.shape[1]
+    over = 0
+    under = 0
+    for n in nb.prange(dh.shape[0]):
+        gi, gf = gates[n, :nh], gates[n, nh: 2 * nh]
+        go, gg = gates[n, 2 * nh: 3 * nh], gates[n, 3 * nh:]
+        di, df = dgates[n, :nh], dgates[n, nh: 2 * nh]
+        do, dg = dgates[n, 2 * nh: 3 * nh], dgates[n, 3 * nh:]
+        cp, tcn, dhn, dcn, dcp = c_prev[n], tanh_c[n], dh[n], dc[n], dc_prev[n]
+        for j in range(nh):
+            i = gi[j]
+            f = gf[j]
+            o = go[j]
+            g = gg[j]
+            tc = tcn[j]
+            d = dhn[j]
+            dct = d * o * (_ONE - tc * tc) + dcn[j]
+            di[j] = dct * g * (i * (_ONE - i))
+            df[j] = dct * cp[j] * (f * (_ONE - f))
+            do[j] = d * tc * (o * (_ONE - o))
+            dg[j] = dct * i * (_ONE - g * g)
+            dcp[j] = dct * f
+        o1, u1 = _ROUND(dgbits[n], dgbits[n])
+        o2, u2 = _ROUND(dcbits[n], dcbits[n])
+        over += o1 + o2
+        under += u1 + u2
+    return over, under
+
+
+def _with_rounder(fn, fmt: str, rounder):
+    """A copy of ``fn`` whose ``_ROUND`` is ``rounder`` (one compiled kernel per format)."""
+    copy = types.FunctionType(fn.__code__, {**fn.__globals__, "_ROUND": rounder},
+                              f"{fn.__name__}_{fmt}", fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = f"{fn.__qualname__}_{fmt}"
+    return copy
+
+
 lstm_fprop = _Kernel(_lstm_fprop)
 lstm_bprop = _Kernel(_lstm_bprop)
+# fused nearest rounding to fp16 / bf16 storage (stochastic rounding uses Backend.quantize)
+LSTM_FPROP_ROUNDED = {fmt: _Kernel(_with_rounder(_lstm_fprop_rounded, fmt, r.serial))
+                      for fmt, r in (("fp16", round_fp16), ("bf16", round_bf16))}
+LSTM_BPROP_ROUNDED = {fmt: _Kernel(_with_rounder(_lstm_bprop_rounded, fmt, r.serial))
+                      for fmt, r in (("fp16", round_fp16), ("bf16", round_bf16))}

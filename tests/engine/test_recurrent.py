@@ -241,6 +241,43 @@ def test_lstm_cell_primitives_match_reference(backend_name, numerics):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("numerics", ["fp16", "bf16"])
+def test_cpu_fused_rounding_is_bit_identical(numerics):
+    """The CPU kernels round fp16/bf16 outputs inside the kernel; the values and the
+    overflow/underflow counts equal those of the kernel followed by ``quantize``."""
+    from neon.backends import FlowCounter
+    from neon.backends import cpu_rnn_kernels as k
+
+    be = gen_backend("cpu", numerics)
+    rng = np.random.default_rng(0)
+    n, h = 6, 9
+    pre = (rng.standard_normal((n, 4 * h)) * 3).astype(np.float32)
+    c_prev = be.array(rng.standard_normal((n, h)))
+    dh = be.array(rng.standard_normal((n, h)) * 1e-6)  # some gradients underflow
+    dc = be.array(rng.standard_normal((n, h)))
+    results = []
+    for fused in (True, False):
+        be.flow = FlowCounter()
+        gates, c, tc, hh = pre.copy(), *(np.empty((n, h), np.float32) for _ in range(3))
+        dg, dcp = np.empty((n, 4 * h), np.float32), dc.copy()
+        if fused:
+            be.lstm_cell_fprop(gates, c_prev, c, tc, hh)
+            be.lstm_cell_bprop(gates, c_prev, tc, dh, dcp, dg, dcp)
+        else:
+            k.lstm_fprop.serial(gates, c_prev, c, tc, hh)
+            for a in (gates, c, tc, hh):
+                be.quantize(a)
+            k.lstm_bprop.serial(gates, c_prev, tc, dh, dcp, dg, dcp)
+            be.quantize(dg)
+            be.quantize(dcp)
+        results.append(([gates, c, tc, hh, dg, dcp], be.flow.counts["-"]))
+    for a, b in zip(results[0][0], results[1][0]):
+        np.testing.assert_array_equal(a, b)
+    assert results[0][1] == results[1][1]
+    if numerics == "fp16":
+        assert results[0][1][2] > 0  # the case has fp16 underflows to count
+
+
 # ----------------------------------------------------------------- training
 def test_sequence_model_learns_to_echo(backend_name):
     """Embedding + LSTM + per-step softmax learns y_t = x_{t-1} (a one-step memory)."""
