@@ -188,22 +188,36 @@ class Backend:
         return self.quantize(out)
 
     # ----------------------------------------------------------------- convolution primitives
-    # Contract shared by every backend (the GPU backend's raw kernels must match it): images
+    # Contract shared by every backend (a GPU backend's raw kernels must match it): images
     # are C-contiguous NCHW arrays in the compute dtype; ``fshape``, ``strides`` and
     # ``padding`` are (height, width) pairs of ints; padding is zeros for convolution and is
     # excluded from pooling windows; output sizes are P = (H + 2*ph - R) // sh + 1 and
-    # Q = (W + 2*pw - S) // sw + 1. "CN" arrays are channel-major: (K, N*P*Q) with column
-    # index (n*P + p)*Q + q. None of these methods rounds to the storage format (the layer
-    # rounds what it stores) and every ``out`` is overwritten, never accumulated into.
+    # Q = (W + 2*pw - S) // sw + 1. Unfolded and "CN" arrays are channel-major: (rows,
+    # N*P*Q), their columns in the order ``conv_col_order(N, P, Q)`` names: "npq" (column
+    # index (n*P + p)*Q + q, the default) or "pqn" (column index (p*Q + q)*N + n: the image
+    # index fastest, as in neon's CHWN kernels). Layers treat columns as opaque, so only the
+    # four methods using them must agree. None of these methods rounds to the storage
+    # format (the layer rounds what it stores); every ``out`` is overwritten.
+    def conv_col_order(self, n: int, p: int, q: int) -> str:
+        """Column order of unfolded and CN arrays of ``n`` images with P x Q outputs."""
+        return "npq"
+
+    def _cols(self, a: Any, lead: tuple[int, ...], n: int, p: int, q: int) -> Any:
+        """View of a (lead..., N*P*Q) unfolded/CN array as (lead..., N, P, Q)."""
+        if self.conv_col_order(n, p, q) == "npq":
+            return a.reshape(*lead, n, p, q)
+        k = len(lead)
+        return a.reshape(*lead, p, q, n).transpose(*range(k), k + 2, k, k + 1)
+
     def im2col(
         self, x: Any, fshape: tuple[int, int], strides: tuple[int, int],
         padding: tuple[int, int], out: Any = None,
     ) -> Any:
         """Unfold filter windows: ``out`` (C*R*S, N*P*Q), returned.
 
-        ``out[(c*R + r)*S + s, (n*P + p)*Q + q] = x[n, c, p*sh - ph + r, q*sw - pw + s]``,
-        0 where that position is in the padding. Rows of a channel group are contiguous, so
-        a grouped convolution is one GEMM per block of C/groups*R*S rows.
+        Row ``(c*R + r)*S + s``, column of (n, p, q) holds ``x[n, c, p*sh - ph + r,
+        q*sw - pw + s]``, 0 where that position is in the padding. Rows of a channel group
+        are contiguous, so a grouped convolution is one GEMM per block of C/groups*R*S rows.
         """
         xp = self.xp
         n, c, h, w = x.shape
@@ -212,7 +226,7 @@ class Backend:
         if out is None:
             out = self.empty((c * r * s, n * p * q), dtype=x.dtype)
         xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-        o6 = out.reshape(c, r, s, n, p, q)
+        o6 = self._cols(out, (c, r, s), n, p, q)
         for i in range(r):
             for j in range(s):
                 window = xpad[:, :, i: i + sh * (p - 1) + 1: sh, j: j + sw * (q - 1) + 1: sw]
@@ -231,7 +245,7 @@ class Backend:
         (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
         p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
         xpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=out.dtype)
-        c6 = col.reshape(c, r, s, n, p, q)
+        c6 = self._cols(col, (c, r, s), n, p, q)
         for i in range(r):
             for j in range(s):
                 window = xpad[:, :, i: i + sh * (p - 1) + 1: sh, j: j + sw * (q - 1) + 1: sw]
@@ -242,40 +256,113 @@ class Backend:
     def cn_to_nchw(self, src: Any, out: Any, bias: Any = None, relu: bool = False) -> Any:
         """Convolution output from its GEMM: ``src`` (K, N*P*Q) -> ``out`` (N, K, P, Q).
 
-        ``out[n, k, p, q] = src[k, (n*P + p)*Q + q] + bias[k]`` (``bias`` (K,) or None), then
-        ``max(., 0)`` with ``relu`` (NaN stays NaN). Returns ``out``.
+        ``out[n, k, p, q] = src[k, column of (n, p, q)] + bias[k]`` (``bias`` (K,) or
+        None), then ``max(., 0)`` with ``relu`` (NaN stays NaN). Returns ``out``.
         """
         xp = self.xp
-        n, k = out.shape[:2]
-        o3 = out.reshape(n, k, -1)
-        s3 = src.reshape(k, n, -1).transpose(1, 0, 2)
+        n, k, p, q = out.shape
+        s4 = self._cols(src, (k,), n, p, q).transpose(1, 0, 2, 3)
         if bias is not None:
-            xp.add(s3, bias.reshape(1, k, 1), out=o3)
+            xp.add(s4, bias.reshape(1, k, 1, 1), out=out)
         else:
-            o3[...] = s3
+            out[...] = s4
         if relu:
-            xp.maximum(o3, 0, out=o3)
+            xp.maximum(out, 0, out=out)
         return out
 
     def nchw_to_cn(
         self, src: Any, out: Any, relu_y: Any = None, bias_grad: Any = None
     ) -> Any:
         """A convolution's output gradient for its GEMMs: ``src`` (N, K, P, Q) -> ``out``
-        (K, N*P*Q) with ``out[k, (n*P + p)*Q + q] = src[n, k, p, q]``, times
+        (K, N*P*Q) with ``out[k, column of (n, p, q)] = src[n, k, p, q]``, times
         ``(relu_y[n, k, p, q] > 0)`` when ``relu_y`` (the ReLU output, (N, K, P, Q)) is
         given. ``bias_grad`` (K,), when given, is overwritten with the row sums of ``out``.
         ``src`` is not modified. Returns ``out``."""
         xp = self.xp
-        n, k = src.shape[:2]
-        o3 = out.reshape(k, n, -1)
-        s3 = src.reshape(n, k, -1).transpose(1, 0, 2)
+        n, k, p, q = src.shape
+        o4 = self._cols(out, (k,), n, p, q)
+        s4 = src.transpose(1, 0, 2, 3)
         if relu_y is not None:
-            xp.multiply(s3, relu_y.reshape(n, k, -1).transpose(1, 0, 2) > 0, out=o3)
+            xp.multiply(s4, relu_y.transpose(1, 0, 2, 3) > 0, out=o4)
         else:
-            o3[...] = s3
+            o4[...] = s4
         if bias_grad is not None:
             out.sum(axis=1, out=bias_grad)
         return out
+
+    def conv_fprop(
+        self, x: Any, w: Any, bias: Any, out: Any, fshape: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int], groups: int = 1,
+        relu: bool = False, ws: dict[str, Any] | None = None,
+    ) -> Any:
+        """``out`` (N, K, P, Q) = conv(x, w) + bias, then max(., 0) with ``relu``.
+
+        ``x`` (N, C, H, W); ``w`` (K, C/groups, R, S): cross-correlation, filter k seeing
+        the channels of its group (groups split C and K into equal consecutive blocks);
+        ``bias`` (K,) or None. ``ws`` is a dict the layer keeps: the backend stores the work
+        arrays there that ``conv_bprop`` of the same minibatch needs, and reuses them for the
+        next minibatch. This generic version is im2col + one GEMM per group + cn_to_nchw.
+        """
+        n, c, h, wd = x.shape
+        k = w.shape[0]
+        crs = int(np.prod(w.shape[1:]))
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (wd + 2 * pw - s) // sw + 1
+        ws = {} if ws is None else ws
+        col = self._work(ws, "col", (c * r * s, n * p * q), x.dtype)
+        self.im2col(x, fshape, strides, padding, out=col)
+        cn = self._work(ws, "cn", (k, n * p * q), x.dtype)
+        self._group_matmul(w.reshape(k, crs), col, cn, groups)
+        return self.cn_to_nchw(cn, out, bias, relu)
+
+    def conv_bprop(
+        self, delta: Any, w: Any, dw: Any, db: Any, dx: Any, fshape: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int], groups: int = 1,
+        relu_y: Any = None, ws: dict[str, Any] | None = None,
+    ) -> Any:
+        """Gradients of ``conv_fprop`` (called with the same ``ws`` after it).
+
+        ``delta`` (N, K, P, Q) is dL/d(out); with ``relu_y`` (the fprop output of a fused
+        ReLU) it is first multiplied by ``relu_y > 0``. Writes ``dw`` (K, C/groups, R, S),
+        ``db`` (K,) unless None, and ``dx`` (N, C, H, W) unless None (no input gradient).
+        ``delta`` is not modified. Returns ``dx``.
+        """
+        assert ws is not None and "cn" in ws, "conv_bprop needs the ws of conv_fprop"
+        k = w.shape[0]
+        kg = k // groups
+        crs = int(np.prod(w.shape[1:]))
+        cn, col = ws["cn"], ws["col"]
+        self.nchw_to_cn(delta, cn, relu_y, db)
+        dwt = self._work(ws, "dwt", (groups * crs, kg), dw.dtype)
+        self._group_matmul(col, cn, dwt, groups, trans_b=True)
+        dw.reshape(groups, kg, crs)[...] = dwt.reshape(groups, crs, kg).transpose(0, 2, 1)
+        if dx is None:
+            return None
+        # the unfolded input is no longer needed: its buffer takes the unfolded gradient
+        self._group_matmul(w.reshape(k, crs), cn, col, groups, trans_a=True)
+        return self.col2im(col, dx, fshape, strides, padding)
+
+    def _group_matmul(self, a: Any, b: Any, out: Any, groups: int, trans_a: bool = False,
+                      trans_b: bool = False) -> None:
+        """``out = op(a) @ op(b)`` per group: each 2-D operand stacks its groups' blocks by
+        row (``op`` transposes each block)."""
+        matmul = self.xp.matmul
+        if groups == 1:
+            matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+            return
+        a3 = a.reshape(groups, -1, a.shape[1])
+        b3 = b.reshape(groups, -1, b.shape[1])
+        matmul(a3.transpose(0, 2, 1) if trans_a else a3,
+               b3.transpose(0, 2, 1) if trans_b else b3,
+               out=out.reshape(groups, -1, out.shape[1]))
+
+    def _work(self, ws: dict[str, Any], key: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        """``ws[key]``, (re)allocated when its shape or dtype differs."""
+        buf = ws.get(key)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = self.empty(shape, dtype=dtype)
+            ws[key] = buf
+        return buf
 
     def pool_fprop(
         self, x: Any, out: Any, argmax: Any, op: str, fshape: tuple[int, int],
@@ -285,8 +372,9 @@ class Backend:
 
         Windows are clipped to the input (padding is never a candidate nor counted; a window
         always holds at least one input position because padding < fshape). ``op='max'``:
-        ``out`` = window maximum (a NaN in the window gives NaN) and ``argmax`` (N, C, P, Q)
-        int32 = ``h*W + w`` of the first maximal position in row-major window order.
+        ``out`` = window maximum and ``argmax`` (N, C, P, Q) int32 = ``h*W + w`` of the first
+        maximal position in row-major window order (a NaN in the window wins: ``out`` is NaN
+        and ``argmax`` points at the last NaN).
         ``op='avg'``: ``out`` = mean over the window's input positions; ``argmax`` is unused
         (may be None). Returns ``out``.
         """
@@ -305,7 +393,7 @@ class Backend:
             first = xp.maximum(h0, 0)[:, None] * w + xp.maximum(w0, 0)[None, :]
             argmax[...] = first.astype(np.int32)
             for i, j, v in taps:
-                take = (v > out) | (xp.isnan(v) & ~xp.isnan(out))
+                take = (v > out) | xp.isnan(v)
                 xp.copyto(out, v, where=take)
                 flat = ((h0 + i)[:, None] * w + (w0 + j)[None, :]).astype(np.int32)
                 xp.copyto(argmax, xp.broadcast_to(flat, argmax.shape), where=take)

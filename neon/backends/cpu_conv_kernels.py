@@ -1,36 +1,145 @@
 """Numba kernels behind the CPU backend's convolution, pooling and LRN primitives.
 
-Each kernel implements one ``Backend`` method whose contract (shapes, layouts, in-place
-semantics) is documented in ``neon/backends/backend.py``; the generic array-module versions
-there are the reference the tests compare these against. All kernels are compiled twice by
-``cpu_kernels._kernel`` (serial for small inputs, parallel over independent output planes
+Each kernel implements (part of) one ``Backend`` method whose contract (shapes, layouts,
+in-place semantics) is documented in ``neon/backends/backend.py``; the generic array-module
+versions there are the reference the tests compare these against. All kernels are compiled
+twice by ``cpu_kernels._kernel`` (serial for small inputs, parallel over independent outputs
 for large ones; the first argument's size decides) with ``cache=True``. Importing
 ``cpu_kernels`` also pins numba's threading layer to ``workqueue`` (OpenMP's spinning
 threads starve OpenBLAS on small machines), which these kernels share.
 
+Unfolding works on a CHWN copy of the images (``nchw_to_chwn``): a filter tap's source
+row is then ``(q1 - q0) * N`` contiguous values, which ``im2col``/``col2im`` move as whole
+slices (3x faster than the Q-long pieces of NCHW on 16x16 maps). Unfolded columns are
+ordered (p, q, n) to match.
+
+``gemm`` calls ``cblas_?gemm`` of the OpenBLAS numpy itself loaded (found through
+threadpoolctl) for what ``numpy.matmul`` cannot express: leading dimensions of sub-blocks and
+accumulation (beta = 1), which the row-shifted convolution of ``CPUBackend.conv_fprop``
+needs; without such a library it falls back to ``numpy.matmul`` plus an addition.
+
 No kernel writes the same element from two parallel iterations: ``col2im`` and the pooling
-back-propagations, which scatter, are parallel over (image, channel) planes and each plane
-is summed by one thread in a fixed order, so results do not depend on the thread count.
+back-propagations, which scatter, are parallel over channels or (image, channel) planes and
+each target is summed by one thread in a fixed order, so results do not depend on threads.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+from typing import Any
+
 import numba as nb
+import numpy as np
 
 from neon.backends.cpu_kernels import _kernel
 
 __all__ = [
+    "BLAS",
     "avg_pool_bprop",
     "avg_pool_fprop",
+    "chwn_to_nchw",
     "cn_to_nchw",
-    "col2im",
-    "im2col",
+    "cn_to_nchw_npq",
+    "col2im_chwn",
+    "col2im_nchw",
+    "gemm",
+    "im2col_chwn",
+    "im2col_nchw",
     "lrn_bprop",
     "lrn_fprop",
     "max_pool_bprop",
     "max_pool_fprop",
+    "nchw_to_chwn",
     "nchw_to_cn",
+    "nchw_to_cn_npq",
 ]
+
+_BLOCK = 16  # pixels per block of the layout transposes (keeps both sides in L1)
+
+
+# ----------------------------------------------------------------------------- BLAS
+class _Cblas:
+    """``cblas_sgemm``/``cblas_dgemm`` of a loaded OpenBLAS, checked on a small product."""
+
+    ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+    def __init__(self) -> None:
+        self.fns: dict[Any, Any] = {}
+        self.source = "numpy.matmul"
+        if os.environ.get("NEON_CPU_CBLAS", "1") == "0":
+            return
+        try:
+            self._bind()
+            self._check()
+        except Exception:  # no usable library: numpy.matmul does the work
+            self.fns = {}
+            self.source = "numpy.matmul"
+
+    @property
+    def available(self) -> bool:
+        return bool(self.fns)
+
+    def _bind(self) -> None:
+        from threadpoolctl import threadpool_info
+
+        libs = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
+        libs.sort(key=lambda i: "numpy" not in i.get("filepath", ""))  # numpy's first
+        for info in libs:
+            lib = ctypes.CDLL(info["filepath"])
+            for prefix, suffix, int_t in (("scipy_cblas_", "64_", ctypes.c_int64),
+                                          ("cblas_", "64_", ctypes.c_int64),
+                                          ("cblas_", "", ctypes.c_int)):
+                try:
+                    fs = getattr(lib, f"{prefix}sgemm{suffix}")
+                    fd = getattr(lib, f"{prefix}dgemm{suffix}")
+                except AttributeError:
+                    continue
+                for fn, real in ((fs, ctypes.c_float), (fd, ctypes.c_double)):
+                    fn.restype = None
+                    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t,
+                                   int_t, real, ctypes.c_void_p, int_t, ctypes.c_void_p,
+                                   int_t, real, ctypes.c_void_p, int_t]
+                self.fns = {np.dtype(np.float32): fs, np.dtype(np.float64): fd}
+                self.source = f"{os.path.basename(info['filepath'])}:{prefix}?gemm{suffix}"
+                return
+
+    def _check(self) -> None:
+        rng = np.random.default_rng(0)
+        for dtype in (np.float32, np.float64):
+            a = rng.standard_normal((5, 7)).astype(dtype)
+            b = rng.standard_normal((9, 6)).astype(dtype)
+            c = rng.standard_normal((4, 8)).astype(dtype)
+            want = c.copy()
+            want[1:4, 2:7] += a[1:4, 2:6] @ b[2:6, 1:6]
+            self.gemm(a[1:4, 2:6], b[2:6, 1:6], c[1:4, 2:7], beta=1.0)
+            if not np.allclose(c, want, rtol=1e-5, atol=1e-5):
+                raise RuntimeError("cblas gemm check failed")
+
+    def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, trans_a: bool = False,
+             trans_b: bool = False, beta: float = 0.0) -> np.ndarray:
+        """``c = op(a) @ op(b) + beta * c`` for 2-D views whose rows are contiguous (any row
+        stride: sub-blocks of bigger matrices). ``op`` transposes when asked."""
+        m, n = c.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        fn = self.fns.get(c.dtype)
+        if (fn is None or a.dtype != c.dtype or b.dtype != c.dtype
+                or any(x.strides[1] != x.itemsize for x in (a, b, c) if x.shape[1] > 1)):
+            res = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+            if beta:
+                c += res
+            else:
+                c[...] = res
+            return c
+        if m and n:
+            fn(self.ROW_MAJOR, self.TRANS if trans_a else self.NO_TRANS,
+               self.TRANS if trans_b else self.NO_TRANS, m, n, k, 1.0, a.ctypes.data, _ld(a),
+               b.ctypes.data, _ld(b), float(beta), c.ctypes.data, _ld(c))
+        return c
+
+
+def _ld(a: np.ndarray) -> int:
+    return max(a.strides[0] // a.itemsize, a.shape[1], 1)
 
 
 @nb.njit(inline="always")
@@ -45,8 +154,157 @@ def _valid_range(size, out, stride, pad, offset):  # pragma: no cover - compiled
     return lo, max(lo, hi)
 
 
+# ----------------------------------------------------------------------------- layouts
 @_kernel
-def im2col(x, col, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover - compiled
+def nchw_to_chwn(x, xt):  # pragma: no cover - compiled
+    """xt[c, i, n] = x[n, c, i] for x (N, C, HW) and xt (C, HW, N)."""
+    N, C, HW = x.shape
+    for c in nb.prange(C):
+        for i0 in range(0, HW, _BLOCK):
+            i1 = min(i0 + _BLOCK, HW)
+            for n in range(N):
+                for i in range(i0, i1):
+                    xt[c, i, n] = x[n, c, i]
+
+
+@_kernel
+def chwn_to_nchw(xt, x):  # pragma: no cover - compiled
+    """x[n, c, i] = xt[c, i, n] for xt (C, HW, N) and x (N, C, HW)."""
+    C, HW, N = xt.shape
+    for c in nb.prange(C):
+        for i0 in range(0, HW, _BLOCK):
+            i1 = min(i0 + _BLOCK, HW)
+            for n in range(N):
+                for i in range(i0, i1):
+                    x[n, c, i] = xt[c, i, n]
+
+
+@_kernel
+def cn_to_nchw(src, dst, bias, has_bias, relu):  # pragma: no cover - compiled
+    """dst[n, k, i] = act(src[k, i, n] + bias[k]); act is max(., 0) (NaN kept) or none.
+
+    src (K, PQ, N), dst (N, K, PQ). Blocks of 16 pixels; the loop order that streams
+    best depends on N (measured: n-outer for N >= 32, pixel-outer below).
+    """
+    K, PQ, N = src.shape
+    zero = src.dtype.type(0)
+    for k in nb.prange(K):
+        b = bias[k] if has_bias else zero
+        for i0 in range(0, PQ, _BLOCK):
+            i1 = min(i0 + _BLOCK, PQ)
+            if N >= 32:
+                for n in range(N):
+                    for i in range(i0, i1):
+                        v = src[k, i, n] + b
+                        dst[n, k, i] = zero if relu and v < zero else v
+            else:
+                for i in range(i0, i1):
+                    for n in range(N):
+                        v = src[k, i, n] + b
+                        dst[n, k, i] = zero if relu and v < zero else v
+
+
+@_kernel
+def nchw_to_cn(src, dst, y, relu, dbias, want_dbias):  # pragma: no cover - compiled
+    """dst[k, i, n] = src[n, k, i] (times y[n, k, i] > 0 with relu); dbias[k] = sum over k.
+
+    src, y (N, K, PQ); dst (K, PQ, N). NaN/inf deltas stay NaN where y <= 0, as in numpy.
+    """
+    N, K, PQ = src.shape
+    zero = src.dtype.type(0)
+    for k in nb.prange(K):
+        total = 0.0
+        for i0 in range(0, PQ, _BLOCK):
+            i1 = min(i0 + _BLOCK, PQ)
+            part = zero
+            if N >= 32:
+                for n in range(N):
+                    for i in range(i0, i1):
+                        v = src[n, k, i]
+                        v = v * zero if relu and not y[n, k, i] > zero else v
+                        dst[k, i, n] = v
+                        part += v
+            else:
+                for i in range(i0, i1):
+                    for n in range(N):
+                        v = src[n, k, i]
+                        v = v * zero if relu and not y[n, k, i] > zero else v
+                        dst[k, i, n] = v
+                        part += v
+            total += part
+        if want_dbias:
+            dbias[k] = total
+
+
+# ----------------------------------------------------------------------------- unfolding
+@_kernel
+def im2col_chwn(xt, col, C, H, W, N, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover
+    """col[(c*R + r)*S + s, (p*Q + q)*N + n] = xt[c, p*sh - ph + r, q*sw - pw + s, n] or 0.
+
+    Flat arrays: xt is (C, H, W, N), col is (C*R*S, P*Q*N).
+    """
+    QN = Q * N
+    PQN = P * QN
+    step = sw * N
+    for job in nb.prange(C * R * S * P):
+        row = job // P
+        p = job - row * P
+        c = row // (R * S)
+        rs = row - c * (R * S)
+        r = rs // S
+        s = rs - r * S
+        q0, q1 = _valid_range(W, Q, sw, pw, s)
+        o = row * PQN + p * QN
+        h = p * sh - ph + r
+        if h < 0 or h >= H:
+            col[o:o + QN] = 0
+            continue
+        col[o:o + q0 * N] = 0
+        src = ((c * H + h) * W + q0 * sw - pw + s) * N
+        if sw == 1:
+            n_copy = (q1 - q0) * N
+            col[o + q0 * N:o + q0 * N + n_copy] = xt[src:src + n_copy]
+        else:
+            d = o + q0 * N
+            for _ in range(q1 - q0):
+                for n in range(N):
+                    col[d + n] = xt[src + n]
+                d += N
+                src += step
+        col[o + q1 * N:o + QN] = 0
+
+
+@_kernel
+def col2im_chwn(col, xt, C, H, W, N, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover
+    """Adjoint of ``im2col_chwn``: xt (C, H, W, N) = sum of the col entries copied from it."""
+    QN = Q * N
+    PQN = P * QN
+    HWN = H * W * N
+    step = sw * N
+    for c in nb.prange(C):
+        xt[c * HWN:(c + 1) * HWN] = 0
+        for r in range(R):
+            p0, p1 = _valid_range(H, P, sh, ph, r)
+            for s in range(S):
+                row = (c * R + r) * S + s
+                q0, q1 = _valid_range(W, Q, sw, pw, s)
+                for p in range(p0, p1):
+                    h = p * sh - ph + r
+                    o = row * PQN + p * QN + q0 * N
+                    dst = ((c * H + h) * W + q0 * sw - pw + s) * N
+                    if sw == 1:
+                        n_add = (q1 - q0) * N
+                        xt[dst:dst + n_add] += col[o:o + n_add]
+                    else:
+                        for _ in range(q1 - q0):
+                            for n in range(N):
+                                xt[dst + n] += col[o + n]
+                            o += N
+                            dst += step
+
+
+@_kernel
+def im2col_nchw(x, col, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover - compiled
     """col[(c*R + r)*S + s, (n*P + p)*Q + q] = x[n, c, p*sh - ph + r, q*sw - pw + s] or 0."""
     N, C, H, W = x.shape
     PQ = P * Q
@@ -59,37 +317,30 @@ def im2col(x, col, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover - compiled
         s = rs - r * S
         q0, q1 = _valid_range(W, Q, sw, pw, s)
         w0 = q0 * sw - pw + s
-        base = n * PQ
         for p in range(P):
             h = p * sh - ph + r
-            o = base + p * Q
+            o = n * PQ + p * Q
             if h < 0 or h >= H:
-                for q in range(Q):
-                    col[row, o + q] = 0
+                col[row, o:o + Q] = 0
                 continue
-            for q in range(q0):
-                col[row, o + q] = 0
+            col[row, o:o + q0] = 0
             if sw == 1:
-                for q in range(q1 - q0):
-                    col[row, o + q0 + q] = x[n, c, h, w0 + q]
+                col[row, o + q0:o + q1] = x[n, c, h, w0:w0 + q1 - q0]
             else:
-                for q in range(q1 - q0):
-                    col[row, o + q0 + q] = x[n, c, h, w0 + q * sw]
-            for q in range(q1, Q):
-                col[row, o + q] = 0
+                for i in range(q1 - q0):
+                    col[row, o + q0 + i] = x[n, c, h, w0 + i * sw]
+            col[row, o + q1:o + Q] = 0
 
 
 @_kernel
-def col2im(col, x, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover - compiled
-    """x[n, c, h, w] = sum of the ``col`` entries that ``im2col`` copies from it (adjoint)."""
+def col2im_nchw(col, x, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover - compiled
+    """Adjoint of ``im2col_nchw``: x (N, C, H, W) = sum of the col entries copied from it."""
     N, C, H, W = x.shape
     PQ = P * Q
     for job in nb.prange(N * C):
         n = job // C
         c = job - n * C
-        for h in range(H):
-            for w in range(W):
-                x[n, c, h, w] = 0
+        x[n, c] = 0
         for r in range(R):
             p0, p1 = _valid_range(H, P, sh, ph, r)
             for s in range(S):
@@ -98,36 +349,32 @@ def col2im(col, x, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover - compiled
                 w0 = q0 * sw - pw + s
                 for p in range(p0, p1):
                     h = p * sh - ph + r
-                    o = n * PQ + p * Q + q0
+                    o = n * PQ + p * Q
                     if sw == 1:
-                        for q in range(q1 - q0):
-                            x[n, c, h, w0 + q] += col[row, o + q]
+                        x[n, c, h, w0:w0 + q1 - q0] += col[row, o + q0:o + q1]
                     else:
-                        for q in range(q1 - q0):
-                            x[n, c, h, w0 + q * sw] += col[row, o + q]
+                        for i in range(q1 - q0):
+                            x[n, c, h, w0 + i * sw] += col[row, o + q0 + i]
 
 
 @_kernel
-def cn_to_nchw(src, dst, bias, has_bias, relu):  # pragma: no cover - compiled
-    """dst[n, k, i] = act(src[k, n*PQ + i] + bias[k]); act is max(., 0) (NaN kept) or none."""
+def cn_to_nchw_npq(src, dst, bias, has_bias, relu):  # pragma: no cover - compiled
+    """dst[n, k, i] = act(src[k, n*PQ + i] + bias[k]) for src (K, N*PQ), dst (N, K, PQ)."""
     N, K, PQ = dst.shape
+    zero = src.dtype.type(0)
     for job in nb.prange(N * K):
         n = job // K
         k = job - n * K
-        b = bias[k] if has_bias else src.dtype.type(0)
+        b = bias[k] if has_bias else zero
         o = n * PQ
-        if relu:
-            for i in range(PQ):
-                v = src[k, o + i] + b
-                dst[n, k, i] = 0 if v < 0 else v
-        else:
-            for i in range(PQ):
-                dst[n, k, i] = src[k, o + i] + b
+        for i in range(PQ):
+            v = src[k, o + i] + b
+            dst[n, k, i] = zero if relu and v < zero else v
 
 
 @_kernel
-def nchw_to_cn(src, dst, y, relu, dbias, want_dbias):  # pragma: no cover - compiled
-    """dst[k, n*PQ + i] = src[n, k, i] (times y[n, k, i] > 0 with relu); dbias = row sums."""
+def nchw_to_cn_npq(src, dst, y, relu, dbias, want_dbias):  # pragma: no cover - compiled
+    """dst[k, n*PQ + i] = src[n, k, i] (times y > 0 with relu); dbias[k] = row sums."""
     N, K, PQ = src.shape
     zero = src.dtype.type(0)
     for k in nb.prange(K):
@@ -135,47 +382,80 @@ def nchw_to_cn(src, dst, y, relu, dbias, want_dbias):  # pragma: no cover - comp
         for n in range(N):
             o = n * PQ
             part = zero
-            if relu:
-                for i in range(PQ):
-                    v = src[n, k, i]
-                    if not y[n, k, i] > 0:
-                        v = v * zero  # 0, but NaN/inf deltas stay NaN as in numpy
-                    dst[k, o + i] = v
-                    part += v
-            else:
-                for i in range(PQ):
-                    v = src[n, k, i]
-                    dst[k, o + i] = v
-                    part += v
+            for i in range(PQ):
+                v = src[n, k, i]
+                v = v * zero if relu and not y[n, k, i] > zero else v
+                dst[k, o + i] = v
+                part += v
             total += part
         if want_dbias:
             dbias[k] = total
 
 
+# ----------------------------------------------------------------------------- pooling
+@nb.njit(inline="always")
+def _pick(v, best, i, idx):  # pragma: no cover - compiled
+    """The running (max, index) after seeing v at i: a NaN wins, ties keep the earlier one."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (i if take else idx)
+
+
 @_kernel
 def max_pool_fprop(x, y, argmax, R, S, sh, sw, ph, pw):  # pragma: no cover - compiled
-    """Per (n*c) plane: y = window max over the unpadded input, argmax = h*W + w (first max)."""
+    """Per (n*c) plane: y = window max over the unpadded input, argmax = h*W + w of the first
+    maximum in row-major window order (a NaN wins over numbers; the last NaN is kept).
+
+    Unpadded 2x2 and 3x3 windows take unrolled branch-free paths (3.5x faster).
+    """
     NC, H, W = x.shape
     _, P, Q = y.shape
+    unpadded = ph == 0 and pw == 0
     for j in nb.prange(NC):
-        for p in range(P):
-            h0 = p * sh - ph
-            h1 = min(h0 + R, H)
-            h0 = max(h0, 0)
-            for q in range(Q):
-                w0 = q * sw - pw
-                w1 = min(w0 + S, W)
-                w0 = max(w0, 0)
-                best = x[j, h0, w0]
-                idx = h0 * W + w0
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        v = x[j, h, w]
-                        if v > best or (v != v and best == best):
-                            best = v
-                            idx = h * W + w
-                y[j, p, q] = best
-                argmax[j, p, q] = idx
+        if unpadded and R == 2 and S == 2:
+            for p in range(P):
+                h = p * sh
+                for q in range(Q):
+                    w = q * sw
+                    i = h * W + w
+                    best, idx = x[j, h, w], i
+                    best, idx = _pick(x[j, h, w + 1], best, i + 1, idx)
+                    best, idx = _pick(x[j, h + 1, w], best, i + W, idx)
+                    best, idx = _pick(x[j, h + 1, w + 1], best, i + W + 1, idx)
+                    y[j, p, q] = best
+                    argmax[j, p, q] = idx
+        elif unpadded and R == 3 and S == 3:
+            for p in range(P):
+                h = p * sh
+                for q in range(Q):
+                    w = q * sw
+                    i = h * W + w
+                    best, idx = x[j, h, w], i
+                    best, idx = _pick(x[j, h, w + 1], best, i + 1, idx)
+                    best, idx = _pick(x[j, h, w + 2], best, i + 2, idx)
+                    best, idx = _pick(x[j, h + 1, w], best, i + W, idx)
+                    best, idx = _pick(x[j, h + 1, w + 1], best, i + W + 1, idx)
+                    best, idx = _pick(x[j, h + 1, w + 2], best, i + W + 2, idx)
+                    best, idx = _pick(x[j, h + 2, w], best, i + 2 * W, idx)
+                    best, idx = _pick(x[j, h + 2, w + 1], best, i + 2 * W + 1, idx)
+                    best, idx = _pick(x[j, h + 2, w + 2], best, i + 2 * W + 2, idx)
+                    y[j, p, q] = best
+                    argmax[j, p, q] = idx
+        else:
+            for p in range(P):
+                h0 = p * sh - ph
+                hlo = max(h0, 0)
+                hhi = min(h0 + R, H)
+                for q in range(Q):
+                    w0 = q * sw - pw
+                    wlo = max(w0, 0)
+                    whi = min(w0 + S, W)
+                    best = x[j, hlo, wlo]
+                    idx = hlo * W + wlo
+                    for h in range(hlo, hhi):
+                        for w in range(wlo, whi):
+                            best, idx = _pick(x[j, h, w], best, h * W + w, idx)
+                    y[j, p, q] = best
+                    argmax[j, p, q] = idx
 
 
 @_kernel
@@ -199,17 +479,17 @@ def avg_pool_fprop(x, y, R, S, sh, sw, ph, pw):  # pragma: no cover - compiled
     for j in nb.prange(NC):
         for p in range(P):
             h0 = p * sh - ph
-            h1 = min(h0 + R, H)
-            h0 = max(h0, 0)
+            hlo = max(h0, 0)
+            hhi = min(h0 + R, H)
             for q in range(Q):
                 w0 = q * sw - pw
-                w1 = min(w0 + S, W)
-                w0 = max(w0, 0)
+                wlo = max(w0, 0)
+                whi = min(w0 + S, W)
                 acc = x.dtype.type(0)
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
+                for h in range(hlo, hhi):
+                    for w in range(wlo, whi):
                         acc += x[j, h, w]
-                y[j, p, q] = acc / ((h1 - h0) * (w1 - w0))
+                y[j, p, q] = acc / ((hhi - hlo) * (whi - wlo))
 
 
 @_kernel
@@ -223,18 +503,19 @@ def avg_pool_bprop(dy, dx, R, S, sh, sw, ph, pw):  # pragma: no cover - compiled
                 dx[j, h, w] = 0
         for p in range(P):
             h0 = p * sh - ph
-            h1 = min(h0 + R, H)
-            h0 = max(h0, 0)
+            hlo = max(h0, 0)
+            hhi = min(h0 + R, H)
             for q in range(Q):
                 w0 = q * sw - pw
-                w1 = min(w0 + S, W)
-                w0 = max(w0, 0)
-                g = dy[j, p, q] / ((h1 - h0) * (w1 - w0))
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
+                wlo = max(w0, 0)
+                whi = min(w0 + S, W)
+                g = dy[j, p, q] / ((hhi - hlo) * (whi - wlo))
+                for h in range(hlo, hhi):
+                    for w in range(wlo, whi):
                         dx[j, h, w] += g
 
 
+# ----------------------------------------------------------------------------- LRN
 @_kernel
 def lrn_fprop(x, y, scale, depth, alpha, beta, k):  # pragma: no cover - compiled
     """scale = k + alpha/depth * sum of x**2 over the channel window; y = x * scale**-beta.
@@ -286,3 +567,7 @@ def lrn_bprop(x, y, scale, dy, dx, tmp, depth, alpha, beta):  # pragma: no cover
             for cc in range(lo, hi):
                 acc += tmp[n, cc, i]
             dx[n, c, i] = dy[n, c, i] * scale[n, c, i] ** nb_ - coef * x[n, c, i] * acc
+
+
+BLAS = _Cblas()
+gemm = BLAS.gemm

@@ -1,11 +1,11 @@
 """2-D convolution (cross-correlation, as in every framework) on NCHW batches.
 
-The layer is im2col + GEMM: ``be.im2col`` unfolds the input into a (C*R*S, N*P*Q) matrix,
-one GEMM per channel group multiplies it by the filters into a channel-major (K, N*P*Q)
-matrix, and ``be.cn_to_nchw`` moves that to NCHW while adding the bias and applying a
-ReLU in the same pass. Back-propagation mirrors it (``be.nchw_to_cn`` fuses the ReLU
-derivative and the bias gradient; ``be.col2im`` folds the input gradient back). All
-device-specific work is in those backend methods; buffers are reused between minibatches.
+The work is in ``be.conv_fprop``/``be.conv_bprop`` (see their contract in
+``neon/backends/backend.py``): generically im2col + one GEMM per channel group into a
+channel-major matrix, moved to NCHW with the bias and a fused ReLU in one pass, and the
+mirror image for the gradients; the CPU backend unfolds along the width only where it pays
+(row-shifted GEMMs). The backend keeps its work arrays in the layer's ``_ws`` between
+fprop and bprop and reuses them for the next minibatch.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ class Conv(Layer):
 
     def allocate(self, be: Any) -> None:
         super().allocate(be)
+        self._ws: dict[str, Any] = {}  # the backend's work arrays, kept between minibatches
         r, s = self.fshape
         shape = (self.nfilters, self.nchan // self.groups, r, s)
         fan_in = self.crs
@@ -138,31 +139,12 @@ class Conv(Layer):
     def _fused_relu(self) -> bool:
         return isinstance(self.activation, Rectlin)
 
-    def _gemm(self, a: Any, b: Any, out: Any, trans_a: bool = False,
-              trans_b: bool = False) -> None:
-        """``out = op(a) @ op(b)`` per channel group (operands are 2-D, groups stacked by row)."""
-        matmul = self.be.xp.matmul
-        g = self.groups
-        if g == 1:
-            matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
-            return
-        a3 = a.reshape(g, -1, a.shape[1])
-        b3 = b.reshape(g, -1, b.shape[1])
-        matmul(a3.transpose(0, 2, 1) if trans_a else a3,
-               b3.transpose(0, 2, 1) if trans_b else b3,
-               out=out.reshape(g, -1, out.shape[1]))
-
     def fprop(self, x: Any, inference: bool = False) -> Any:
         be = self.be
-        n = x.shape[0]
-        npq = n * self.P * self.Q
-        col = self.buffer("col", (self.groups * self.crs, npq))
-        be.im2col(x, self.fshape, self.strides, self.padding, out=col)
-        cn = self.buffer("cn", (self.nfilters, npq))
-        self._gemm(self.W.value.reshape(self.nfilters, self.crs), col, cn)
-        y = self.buffer("y", (n, *self.out_shape))
+        y = self.buffer("y", (x.shape[0], *self.out_shape))
         relu = self._fused_relu
-        be.cn_to_nchw(cn, y, bias=self.b.value if self.b is not None else None, relu=relu)
+        be.conv_fprop(x, self.W.value, self.b.value if self.b is not None else None, y,
+                      self.fshape, self.strides, self.padding, self.groups, relu, self._ws)
         if self.activation is not None and not relu:
             self.activation.fprop(be, y, y)
         self.y = be.quantize(y)
@@ -170,26 +152,20 @@ class Conv(Layer):
 
     def bprop(self, delta: Any) -> Any:
         be = self.be
-        n = delta.shape[0]
         act = self.activation is not None and not self.skip_act_bprop
         relu = act and self._fused_relu
         if act and not relu:
             self.activation.bprop(be, self.y, delta, delta)
-        cn = self.buffer("cn", (self.nfilters, n * self.P * self.Q))
-        be.nchw_to_cn(delta, cn, relu_y=self.y if relu else None,
-                      bias_grad=self.b.grad if self.b is not None else None)
+        dx = self.buffer("dx", (delta.shape[0], *self.in_shape)) if self.need_input_grad \
+            else None
+        be.conv_bprop(delta, self.W.value, self.W.grad,
+                      self.b.grad if self.b is not None else None, dx, self.fshape,
+                      self.strides, self.padding, self.groups, self.y if relu else None,
+                      self._ws)
         if self.b is not None:
             be.quantize(self.b.grad)
-        col = self._buffers["col"]
-        self._gemm(cn, col, self.W.grad.reshape(self.nfilters, self.crs), trans_b=True)
         be.quantize(self.W.grad)
-        if not self.need_input_grad:
-            return None
-        # the unfolded input is no longer needed: its buffer receives the unfolded gradient
-        self._gemm(self.W.value.reshape(self.nfilters, self.crs), cn, col, trans_a=True)
-        dx = self.buffer("dx", (n, *self.in_shape))
-        be.col2im(col, dx, self.fshape, self.strides, self.padding)
-        return be.quantize(dx)
+        return be.quantize(dx) if dx is not None else None
 
     def describe(self) -> str:
         (r, s), (sh, sw), (ph, pw) = self.fshape, self.strides, self.padding

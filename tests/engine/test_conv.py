@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gradcheck import check_layer
 
-from neon.backends import gen_backend
+from neon.backends import cpu_conv_kernels, gen_backend
 from neon.backends.backend import Backend
 from neon.errors import ConfigError
 from neon.layers import LAYERS, ActivationLayer, BatchNorm, build_layer
@@ -109,7 +109,9 @@ def test_im2col_col2im_contract(backend_name, dtype):
     for shape, f, st, pad in [((2, 3, 7, 6), (3, 2), (2, 1), (1, 0)),
                               ((3, 2, 9, 9), (3, 3), (2, 3), (2, 1)),
                               ((1, 1, 4, 4), (5, 5), (1, 1), (2, 2)),
-                              ((2, 2, 5, 5), (1, 1), (3, 3), (0, 0))]:
+                              ((2, 2, 5, 5), (1, 1), (3, 3), (0, 0)),
+                              ((32, 2, 3, 34), (3, 3), (1, 1), (1, 1)),
+                              ((33, 1, 4, 70), (2, 3), (2, 2), (0, 1))]:
         x = be.array(rng.standard_normal(shape))
         col = be.im2col(x, f, st, pad)
         ref = Backend.im2col(be, x, f, st, pad)
@@ -124,23 +126,28 @@ def test_im2col_col2im_contract(backend_name, dtype):
 
 
 @pytest.mark.parametrize("relu", [False, True])
-def test_layout_primitives_contract(backend_name, relu):
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (32, 3, 2, 32)], ids=["small", "wide"])
+def test_layout_primitives_contract(backend_name, relu, shape):
     be = gen_backend(backend_name, "fp32")
     rng = np.random.default_rng(2)
-    n, k, p, q = 3, 4, 5, 2
+    n, k, p, q = shape
     src = be.array(rng.standard_normal((k, n * p * q)))
     bias = be.array(rng.standard_normal(k))
+    order = be.conv_col_order(n, p, q)
+    assert order in ("npq", "pqn")
     out = be.cn_to_nchw(src, be.empty((n, k, p, q)), bias, relu)
-    ref = be.to_host(src).reshape(k, n, p, q).transpose(1, 0, 2, 3) + be.to_host(bias)[:, None,
-                                                                                      None]
+    host = be.to_host(src)
+    logical = (host.reshape(k, n, p, q) if order == "npq"
+               else host.reshape(k, p, q, n).transpose(0, 3, 1, 2))  # (k, n, p, q)
+    ref = logical.transpose(1, 0, 2, 3) + be.to_host(bias)[:, None, None]
     ref = np.maximum(ref, 0) if relu else ref
     np.testing.assert_allclose(be.to_host(out), ref, rtol=1e-6)
     delta = be.array(rng.standard_normal((n, k, p, q)))
     db = be.empty((k,))
     cn = be.nchw_to_cn(delta, be.empty((k, n * p * q)), out if relu else None, db)
     d = be.to_host(delta) * ((be.to_host(out) > 0) if relu else 1)
-    np.testing.assert_allclose(be.to_host(cn), d.transpose(1, 0, 2, 3).reshape(k, -1),
-                               rtol=1e-6)
+    back = be.cn_to_nchw(cn, be.empty((n, k, p, q)))  # the inverse layout change
+    np.testing.assert_allclose(be.to_host(back), d, rtol=1e-6)
     np.testing.assert_allclose(be.to_host(db), d.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
 
 
@@ -235,3 +242,63 @@ def test_shape_errors():
         Conv(nfilters=4, groups=2).configure((3, 8, 8))
     with pytest.raises(ValueError, match="channels, height, width"):
         Conv(nfilters=4).configure((64,))
+
+
+@pytest.mark.parametrize("order", ["npq", "pqn"])
+def test_generic_primitives_in_both_column_orders(order):
+    """The generic array-module primitives (what a backend inherits) in either column order
+    give the naive convolution and correct gradients through the layer."""
+    be = gen_backend("cpu", "fp64")
+    be.conv_col_order = lambda n, p, q: order
+    for name in ("im2col", "col2im", "cn_to_nchw", "nchw_to_cn", "conv_fprop", "conv_bprop",
+                 "_group_matmul"):
+        setattr(be, name, getattr(Backend, name).__get__(be))
+    in_shape, kw = CASES[2]
+    layer = Conv(**kw, activation="relu", init={"type": "gaussian", "scale": 0.5}, bias=0.2)
+    check_layer(layer, be, in_shape, batch=2)
+    x = np.random.default_rng(0).standard_normal((2, *in_shape))
+    y = be.to_host(layer.fprop(be.array(x)))
+    ref = naive_conv(x, be.to_host(layer.W.value), be.to_host(layer.b.value), layer.strides,
+                     layer.padding, layer.groups)
+    np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=1e-12, atol=1e-12)
+
+
+PATH_CASES = [*CASES, ((4, 7, 6), {"nfilters": 6, "fshape": [3, 2], "padding": [1, 1],
+                                    "strides": [1, 2], "groups": 2})]
+
+
+@pytest.mark.parametrize("path", ["row-shifted", "im2col", "row-shifted-no-cblas"])
+@pytest.mark.parametrize("in_shape,kw", PATH_CASES, ids=[*IDS, "groups-stride1x2"])
+def test_cpu_conv_paths(monkeypatch, in_shape, kw, path):
+    """The CPU backend's two algorithms (width-unfolded row-shifted GEMMs at vertical stride
+    1, im2col otherwise), with and without the direct cblas binding, against naive loops
+    and central differences."""
+    be = gen_backend("cpu", "fp64")
+    if path == "im2col":
+        be._row_shifted = lambda cg, f, st: False
+    else:
+        be._row_shifted = lambda cg, f, st: st[0] == 1
+    if path.endswith("no-cblas"):
+        monkeypatch.setattr(cpu_conv_kernels.BLAS, "fns", {})
+    layer = Conv(**kw, init={"type": "gaussian", "scale": 0.5}, activation="relu")
+    check_layer(layer, be, in_shape, batch=2, seed=1)
+    x = np.random.default_rng(0).standard_normal((3, *in_shape))
+    y = be.to_host(layer.fprop(be.array(x)))
+    b = be.to_host(layer.b.value) if layer.b is not None else None
+    ref = naive_conv(x, be.to_host(layer.W.value), b, layer.strides, layer.padding,
+                     layer.groups)
+    np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=1e-12, atol=1e-12)
+    used = "xs" in layer._ws
+    assert used == (path != "im2col" and layer.strides[0] == 1)
+
+
+def test_cblas_binding_is_found_and_checked():
+    """numpy's OpenBLAS exposes cblas (scipy-openblas wheels do); the binding passed its
+    self-check on sub-blocks with beta = 1, else convolutions fall back to numpy.matmul."""
+    blas = cpu_conv_kernels.BLAS
+    assert blas.available, "expected a cblas gemm in numpy's OpenBLAS"
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((6, 9)), rng.standard_normal((7, 9))
+    c = np.ones((4, 7))
+    blas.gemm(a[1:5, 2:8], b[:, 2:8], c, trans_b=True, beta=1.0)
+    np.testing.assert_allclose(c, 1 + a[1:5, 2:8] @ b[:, 2:8].T, rtol=1e-12)

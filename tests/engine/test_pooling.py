@@ -127,3 +127,29 @@ def test_aliases_and_defaults():
 def test_config_errors(spec, match):
     with pytest.raises(ConfigError, match=match):
         build_layer(spec)
+
+
+@pytest.mark.parametrize("f,st,pad", [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (0, 0)),
+                                      ((3, 3), (1, 1), (1, 1)), ((2, 3), (1, 2), (0, 1))])
+def test_max_pool_ties_and_nan_follow_the_contract(backend_name, f, st, pad):
+    """Ties pick the first position in row-major window order; a NaN in a window makes the
+    output NaN and argmax point at the window's last NaN (the fast paths included)."""
+    be = gen_backend(backend_name, "fp32")
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, (2, 3, 9, 8)).astype(np.float64)  # many ties
+    x[rng.random(x.shape) < 0.05] = np.nan
+    p = (9 + 2 * pad[0] - f[0]) // st[0] + 1
+    q = (8 + 2 * pad[1] - f[1]) // st[1] + 1
+    xd = be.array(x)
+    outs = []
+    for impl in (type(be), Backend):
+        y, am = be.empty((2, 3, p, q)), be.empty((2, 3, p, q), dtype=np.int32)
+        impl.pool_fprop(be, xd, y, am, "max", f, st, pad)
+        outs.append((be.to_host(y), be.to_host(am)))
+    (y1, a1), (y2, a2) = outs
+    np.testing.assert_array_equal(y1, y2)  # NaN positions included
+    np.testing.assert_array_equal(a1, a2)
+    assert np.isnan(y1).any()
+    flat = x.reshape(2, 3, -1)
+    picked = np.take_along_axis(flat, a1.reshape(2, 3, -1), axis=2).reshape(y1.shape)
+    np.testing.assert_array_equal(picked, y1)

@@ -1,0 +1,246 @@
+"""Convnet engine benchmark: neon's CPU backend against PyTorch on the same shapes.
+
+(a) a CIFAR-10-sized convnet training step (conv5x5-32, max pool 2, conv5x5-64, max pool 2,
+    affine 10; ReLUs, softmax cross entropy; batch 64; fprop + bprop + SGD momentum update);
+(b) AlexNet forward + backward at batch 16 (convnet-benchmarks' one-tower layout, 3x224x224
+    input, dropout active, no weight update; the first layer computes no input gradient).
+neon runs in fp32, fp16 and bf16 storage (fp32 arithmetic); PyTorch in fp32. Both use every
+core (``torch.set_num_threads``; OpenBLAS and numba threads for neon). Measurements are
+interleaved (one step of each contender per round) so that load from other processes hits
+all of them alike; each number is the median over the rounds, after warm-up steps.
+
+Targets: neon fp32 throughput >= 0.8x PyTorch's for (a) and >= 0.7x for (b); fp16 and bf16
+step time <= 1.3x neon fp32's. Writes ``benchmarks/results/engine_convnet.json``.
+
+    python benchmarks/engine_convnet.py              # ~3 min on 2 cores
+    python benchmarks/engine_convnet.py --rounds 5   # quicker, noisier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from neon.backends import gen_backend  # noqa: E402
+from neon.models import Model  # noqa: E402
+from neon.optimizers import build_optimizer  # noqa: E402
+from neon.optimizers.loss_scaling import build_loss_scaler  # noqa: E402
+
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "engine_convnet.json"
+NUMERICS = ("fp32", "fp16", "bf16")
+TARGETS = {"cifar_vs_torch": 0.8, "alexnet_vs_torch": 0.7, "low_precision_vs_fp32": 1.3}
+
+CIFAR_LAYERS = [
+    {"type": "conv", "nfilters": 32, "fshape": 5, "padding": 2, "activation": "relu"},
+    {"type": "pool", "op": "max", "fshape": 2},
+    {"type": "conv", "nfilters": 64, "fshape": 5, "padding": 2, "activation": "relu"},
+    {"type": "pool", "op": "max", "fshape": 2},
+    {"type": "affine", "nout": 10, "activation": "softmax"},
+]
+ALEXNET_LAYERS = [
+    {"type": "conv", "nfilters": 64, "fshape": 11, "strides": 4, "padding": 2,
+     "activation": "relu"},
+    {"type": "pool", "op": "max", "fshape": 3, "strides": 2},
+    {"type": "conv", "nfilters": 192, "fshape": 5, "padding": 2, "activation": "relu"},
+    {"type": "pool", "op": "max", "fshape": 3, "strides": 2},
+    {"type": "conv", "nfilters": 384, "fshape": 3, "padding": 1, "activation": "relu"},
+    {"type": "conv", "nfilters": 256, "fshape": 3, "padding": 1, "activation": "relu"},
+    {"type": "conv", "nfilters": 256, "fshape": 3, "padding": 1, "activation": "relu"},
+    {"type": "pool", "op": "max", "fshape": 3, "strides": 2},
+    {"type": "dropout", "keep": 0.5},
+    {"type": "affine", "nout": 4096, "activation": "relu"},
+    {"type": "dropout", "keep": 0.5},
+    {"type": "affine", "nout": 4096, "activation": "relu"},
+    {"type": "affine", "nout": 1000, "activation": "softmax"},
+]
+CASES = {
+    "cifar": {"layers": CIFAR_LAYERS, "shape": (3, 32, 32), "nclass": 10, "batch": 64,
+              "update": True},
+    "alexnet": {"layers": ALEXNET_LAYERS, "shape": (3, 224, 224), "nclass": 1000, "batch": 16,
+                "update": False},
+}
+
+
+# ----------------------------------------------------------------------------- neon
+def neon_step(case: dict[str, Any], numerics: str, seed: int = 0) -> Callable[[], None]:
+    """One training step (fprop, cost, bprop, [loss-scale check, update]) as ``Model.fit``
+    runs it per minibatch, on a fixed device batch."""
+    be = gen_backend("cpu", numerics, seed=seed)
+    model = Model(case["layers"], "cross_entropy", be=be)
+    model.initialize(case["shape"], be)
+    rng = np.random.default_rng(seed)
+    bufs: dict[str, Any] = {}
+    x = model._inputs(rng.standard_normal((case["batch"], *case["shape"]), dtype=np.float32),
+                      bufs)
+    t = model._targets(rng.integers(0, case["nclass"], case["batch"]), bufs)
+    optimizer = build_optimizer({"type": "momentum", "learning_rate": 0.001, "momentum": 0.9})
+    scaler = build_loss_scaler(None, be.numerics)
+    params = model.params
+    grads = [p.grad for p in params]
+    update = case["update"]
+
+    def step() -> None:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            y = model.fprop(x)
+            model.cost.fprop(be, y, t)
+            delta = model._delta_buffer(y, bufs)
+            model.cost.bprop_shortcut(be, y, t, delta, scaler.scale)
+            be.quantize(delta)
+            model.bprop(delta)
+            if update:
+                ok = scaler.update(be.all_finite(grads)) if scaler.checks_overflow else True
+                if ok:
+                    optimizer.optimize(params, be, grad_scale=scaler.scale)
+
+    return step
+
+
+# ----------------------------------------------------------------------------- torch
+def torch_step(case: dict[str, Any], seed: int = 0) -> Callable[[], None]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    mods: list[nn.Module] = []
+    c, h, w = case["shape"]
+    for spec in case["layers"]:
+        kind = spec["type"]
+        if kind == "conv":
+            mods.append(nn.Conv2d(c, spec["nfilters"], spec["fshape"], spec.get("strides", 1),
+                                  spec.get("padding", 0)))
+            c = spec["nfilters"]
+            h = (h + 2 * spec.get("padding", 0) - spec["fshape"]) // spec.get("strides", 1) + 1
+            w = (w + 2 * spec.get("padding", 0) - spec["fshape"]) // spec.get("strides", 1) + 1
+            mods.append(nn.ReLU(inplace=True))
+        elif kind == "pool":
+            stride = spec.get("strides", spec["fshape"])
+            mods.append(nn.MaxPool2d(spec["fshape"], stride))
+            h = (h - spec["fshape"]) // stride + 1
+            w = (w - spec["fshape"]) // stride + 1
+        elif kind == "dropout":
+            mods.append(nn.Dropout(1 - spec["keep"]))
+        elif kind == "affine":
+            if not any(isinstance(m, nn.Flatten) for m in mods):
+                mods.append(nn.Flatten())
+                c, h, w = c * h * w, 1, 1
+            mods.append(nn.Linear(c, spec["nout"]))
+            c = spec["nout"]
+            if spec.get("activation") == "relu":
+                mods.append(nn.ReLU(inplace=True))
+    net = nn.Sequential(*mods)  # softmax is in the loss
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((case["batch"], *case["shape"]), generator=gen)
+    y = torch.randint(0, case["nclass"], (case["batch"],), generator=gen)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    update = case["update"]
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=False)
+        loss_fn(net(x), y).backward()
+        if update:
+            opt.step()
+
+    return step
+
+
+# ----------------------------------------------------------------------------- driver
+def measure(contenders: dict[str, Callable[[], None]], rounds: int, warmup: int
+            ) -> dict[str, list[float]]:
+    """Interleaved timings: each round runs one step of every contender."""
+    for step in contenders.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, step in contenders.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=15, help="timed rounds per case (15)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (3)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    gen_backend("cpu", threads=args.threads)  # OpenBLAS and numba thread pools
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {}
+    for case_name in args.cases:
+        case = CASES[case_name]
+        contenders = {"torch_fp32": torch_step(case)}
+        for numerics in NUMERICS:
+            contenders[f"neon_{numerics}"] = neon_step(case, numerics)
+        times = measure(contenders, args.rounds, args.warmup)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[case_name] = {
+            "batch": case["batch"],
+            "median_ms": {k: 1e3 * v for k, v in med.items()},
+            "samples_ms": {k: [round(1e3 * t, 3) for t in v] for k, v in times.items()},
+            "images_per_s": {k: case["batch"] / v for k, v in med.items()},
+        }
+        print(f"{case_name}: " + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in med.items()),
+              flush=True)
+    checks = []
+    for case_name, key in (("cifar", "cifar_vs_torch"), ("alexnet", "alexnet_vs_torch")):
+        if case_name not in results:
+            continue
+        med = results[case_name]["median_ms"]
+        ratio = med["torch_fp32"] / med["neon_fp32"]
+        checks.append({"case": case_name, "measure": "neon fp32 throughput / torch fp32",
+                       "value": ratio, "target": f">= {TARGETS[key]}",
+                       "pass": ratio >= TARGETS[key]})
+        for numerics in ("fp16", "bf16"):
+            rel = med[f"neon_{numerics}"] / med["neon_fp32"]
+            checks.append({"case": case_name, "measure": f"neon {numerics} time / neon fp32",
+                           "value": rel, "target": f"<= {TARGETS['low_precision_vs_fp32']}",
+                           "pass": rel <= TARGETS["low_precision_vs_fp32"]})
+    width = max(len(c["measure"]) for c in checks) if checks else 10
+    print(f"\n{'case':8}  {'measure':{width}}  {'value':>7}  {'target':8}  result")
+    for c in checks:
+        print(f"{c['case']:8}  {c['measure']:{width}}  {c['value']:7.3f}  {c['target']:8}  "
+              f"{'PASS' if c['pass'] else 'FAIL'}")
+    report = {
+        "benchmark": "engine_convnet",
+        "description": __doc__.split("\n\n")[0],
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "threads": args.threads,
+                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                     "torch": torch.__version__},
+        "rounds": args.rounds, "warmup": args.warmup,
+        "results": results,
+        "checks": checks,
+        "all_pass": all(c["pass"] for c in checks),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
+    print(f"\nwrote {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
