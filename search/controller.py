@@ -28,6 +28,8 @@ from search.trial import Trial, TrialState
 
 __all__ = ["Controller", "SweepInterrupted", "SweepResult"]
 
+STRATEGY_SAVE_SECONDS = 5.0
+
 
 class SweepInterrupted(Exception):
     """Ctrl-C: running trials were ended and marked killed; ``--resume`` continues."""
@@ -108,6 +110,7 @@ class Controller:
         self.told: set[tuple[int, int]] = set()
         self.targets: dict[int, int] = {}  # epochs every cell of a point trains to
         self.started = time.time()
+        self._strategy_saved = 0.0
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -219,7 +222,7 @@ class Controller:
         if not points:
             return False
         self.journal.append("ask", first=asked, points=points)
-        self.journal.save_strategy(self.strategy.state_dict())
+        self._save_strategy()
         for i, point in enumerate(points):
             self.points[asked + i] = point
             self._make_trials(asked + i, point)
@@ -364,8 +367,16 @@ class Controller:
         point = self.points[number]
         self.strategy.tell(point, value, fidelity=epochs)
         self.journal.append("tell", number=number, point=point, value=value, epochs=epochs)
-        self.journal.save_strategy(self.strategy.state_dict())
+        self._save_strategy()
         self.scheduler.report(number, epochs, value)
+
+    def _save_strategy(self, force: bool = False) -> None:
+        """Snapshot the strategy now and then: resume replays the journal from there, so a
+        stale snapshot costs replay time, never correctness."""
+        now = time.time()
+        if force or now - self._strategy_saved >= STRATEGY_SAVE_SECONDS:
+            self.journal.save_strategy(self.strategy.state_dict())
+            self._strategy_saved = now
 
     def _check_timeouts(self) -> None:
         limit = self.sweep.search.timeout_per_trial
@@ -392,6 +403,7 @@ class Controller:
             self.executor.start()
             while True:
                 self._fill()
+                self.journal.sync()  # group commit: durable before waiting on workers
                 if not self.running and not self.pending:
                     break
                 for event in self.executor.poll(0.25):
@@ -400,6 +412,7 @@ class Controller:
                 self.on_change(self)
         except KeyboardInterrupt:
             self._interrupt()
+            self._save_strategy(force=True)
             result = self.result()
             self.tracker.end_sweep(result)
             self.journal.close()
@@ -409,6 +422,7 @@ class Controller:
         self._prune_leftovers()
         result = self.result()
         self.journal.append("end", seconds=result.seconds)
+        self._save_strategy(force=True)
         self.journal.close()
         self.tracker.end_sweep(result)
         self.on_change(self)

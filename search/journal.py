@@ -1,9 +1,12 @@
-"""Append-only journal of a sweep (JSON lines, fsync per event), the basis of ``--resume``.
+"""Append-only journal of a sweep (JSON lines, fsynced), the basis of ``--resume``.
 
 Each line is one event: ``start`` (sweep fingerprint), ``ask`` (points proposed by the
 strategy in one call), ``tell`` (an objective value given to the strategy), ``trial`` (a
-full snapshot of a trial after any state change). The strategy's own state is saved beside
-it (``strategy.json``, atomic replace) with the journal position it reflects.
+full snapshot of a trial after any state change). Events are group-committed: the
+controller calls ``sync()`` (flush + fsync) before every wait for workers, so everything it
+has decided is on disk before anything else can happen. The strategy's own state is saved
+beside it from time to time (``strategy.json``, atomic replace, only after a sync) with the
+journal position it reflects; events after that position are replayed on resume.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Journal:
         self.state_path = self.workdir / "strategy.json"
         self.seq = 0
         self._fh: Any = None
+        self._dirty = False
 
     @property
     def exists(self) -> bool:
@@ -50,17 +54,24 @@ class Journal:
 
     def close(self) -> None:
         if self._fh is not None:
+            self.sync()
             self._fh.close()
             self._fh = None
 
     def append(self, event: str, **data: Any) -> int:
-        """Write one event and fsync it; returns its sequence number."""
+        """Write one event (durable at the next ``sync``); returns its sequence number."""
         record = {"seq": self.seq, "t": round(time.time(), 3), "event": event, **data}
         self._fh.write(json.dumps(record, default=_json_default) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._dirty = True
         self.seq += 1
         return record["seq"]
+
+    def sync(self) -> None:
+        """Flush and fsync the events written since the last sync."""
+        if self._dirty and self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._dirty = False
 
     def events(self) -> Iterator[dict[str, Any]]:
         """Every complete event; a torn last line (killed mid-write) is skipped."""
@@ -76,6 +87,9 @@ class Journal:
                     break
 
     def save_strategy(self, state: dict[str, Any]) -> None:
+        """Save the strategy's state as of the journal's current end (synced first, so the
+        state never runs ahead of the events it reflects)."""
+        self.sync()
         payload = json.dumps({"seq": self.seq, "state": state}, default=_json_default)
         fd, tmp = tempfile.mkstemp(dir=self.workdir, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -53,7 +53,8 @@ def run_job(spec: dict[str, Any], report: Reporter | None = None) -> dict[str, A
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     result: dict[str, Any] = {"type": "done", "key": key, "status": "ok", "error": None,
-                              "traceback": None, "history": history, "pid": os.getpid()}
+                              "traceback": None, "history": history, "pid": os.getpid(),
+                              "started": time.time()}
     try:
         cfg = apply_overrides(spec["config"], seed=spec.get("seed"), epochs=spec["epochs"],
                               **spec.get("overrides", {}))
@@ -72,6 +73,7 @@ def run_job(spec: dict[str, Any], report: Reporter | None = None) -> dict[str, A
         result.update(status="failed", error=_last_line(exc))
         result["traceback"] = _save_traceback(spec, traceback.format_exc())
     result["seconds"] = time.perf_counter() - start
+    result["ended"] = time.time()
     return result
 
 
@@ -88,12 +90,17 @@ def _save_traceback(spec: dict[str, Any], text: str) -> str | None:
     return str(path)
 
 
-def process_main(spec: dict[str, Any], queue: Any) -> None:
-    """Entry point of a local worker process: results and epochs go through ``queue``.
+def process_main(jobs: Any, queue: Any) -> None:
+    """Entry point of a local worker process, started ahead of need: it waits for its one
+    job's spec on ``jobs`` (a pipe; None means "not needed") and reports through ``queue``.
 
     Ctrl-C belongs to the controller (it ends workers itself), so workers ignore SIGINT.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    spec = jobs.recv()
+    jobs.close()
+    if spec is None:
+        return
     os.environ.update(spec.get("env") or {})  # e.g. CUDA_VISIBLE_DEVICES, before CUDA starts
     result = run_job(spec, report=queue.put)
     queue.put(result)
