@@ -32,7 +32,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from neon.backends.cpu_kernels import _kernel
+from neon.backends.cpu_kernels import _OPTS, _Kernel, _kernel, _renamed
 
 __all__ = [
     "BLAS",
@@ -56,6 +56,17 @@ __all__ = [
 ]
 
 _BLOCK = 16  # pixels per block of the layout transposes (keeps both sides in L1)
+
+
+def _sum_kernel(fn):
+    """``_kernel`` allowing floating-point reassociation, so that loops with a sum (the bias
+    gradient) vectorize: the sum's order changes (not its accuracy), nothing else does."""
+    kernel = _Kernel.__new__(_Kernel)
+    kernel.__doc__ = fn.__doc__
+    opts = {**_OPTS, "fastmath": {"reassoc"}}
+    kernel.serial = nb.njit(**opts)(_renamed(fn, "serial"))
+    kernel.parallel = nb.njit(parallel=True, **opts)(_renamed(fn, "parallel"))
+    return kernel
 
 
 # ----------------------------------------------------------------------------- BLAS
@@ -204,35 +215,33 @@ def cn_to_nchw(src, dst, bias, has_bias, relu):  # pragma: no cover - compiled
                         dst[n, k, i] = zero if relu and v < zero else v
 
 
-@_kernel
+@_sum_kernel
 def nchw_to_cn(src, dst, y, relu, dbias, want_dbias):  # pragma: no cover - compiled
     """dst[k, i, n] = src[n, k, i] (times y[n, k, i] > 0 with relu); dbias[k] = sum over k.
 
     src, y (N, K, PQ); dst (K, PQ, N). NaN/inf deltas stay NaN where y <= 0, as in numpy.
+    The sum runs over dst's contiguous block afterwards (it vectorizes there).
     """
     N, K, PQ = src.shape
     zero = src.dtype.type(0)
     for k in nb.prange(K):
-        total = 0.0
         for i0 in range(0, PQ, _BLOCK):
             i1 = min(i0 + _BLOCK, PQ)
-            part = zero
             if N >= 32:
                 for n in range(N):
                     for i in range(i0, i1):
                         v = src[n, k, i]
-                        v = v * zero if relu and not y[n, k, i] > zero else v
-                        dst[k, i, n] = v
-                        part += v
+                        dst[k, i, n] = v * zero if relu and not y[n, k, i] > zero else v
             else:
                 for i in range(i0, i1):
                     for n in range(N):
                         v = src[n, k, i]
-                        v = v * zero if relu and not y[n, k, i] > zero else v
-                        dst[k, i, n] = v
-                        part += v
-            total += part
+                        dst[k, i, n] = v * zero if relu and not y[n, k, i] > zero else v
         if want_dbias:
+            flat = dst[k].reshape(PQ * N)
+            total = zero
+            for i in range(PQ * N):
+                total += flat[i]
             dbias[k] = total
 
 
@@ -372,7 +381,7 @@ def cn_to_nchw_npq(src, dst, bias, has_bias, relu):  # pragma: no cover - compil
             dst[n, k, i] = zero if relu and v < zero else v
 
 
-@_kernel
+@_sum_kernel
 def nchw_to_cn_npq(src, dst, y, relu, dbias, want_dbias):  # pragma: no cover - compiled
     """dst[k, n*PQ + i] = src[n, k, i] (times y > 0 with relu); dbias[k] = row sums."""
     N, K, PQ = src.shape
