@@ -118,18 +118,37 @@ class GPUBackend(Backend):
             trans_b: bool = False, accumulate: bool = False) -> Any:
         if not self.format.emulated:
             return super().dot(a, b, out, trans_a, trans_b, accumulate)
-        xp = self.xp
-        a = xp.ascontiguousarray(a)
-        b = xp.ascontiguousarray(b)
-        call = gemm_call(a.shape, b.shape, trans_a, trans_b)
         if out is None:
-            out = self.empty((call["n"], call["m"]))
+            m = a.shape[1] if trans_a else a.shape[0]
+            n = b.shape[0] if trans_b else b.shape[1]
+            out = self.empty((m, n))
             accumulate = False
-        if not out.flags.c_contiguous or out.dtype != np.float32:
-            raise TypeError("dot(out=...) needs a contiguous float32 array on the GPU")
-        a16, b16, dtype = self._half(a), self._half(b), self._half_type()
-        self._gemm_ex(call, b16, a16, out, dtype, beta=1.0 if accumulate else 0.0)
+        self._half_gemm(a, b, out, trans_a, trans_b, beta=1.0 if accumulate else 0.0)
         return self.quantize(out)
+
+    def _group_matmul(self, a: Any, b: Any, out: Any, groups: int, trans_a: bool = False,
+                      trans_b: bool = False) -> None:
+        if not self.format.emulated:
+            return super()._group_matmul(a, b, out, groups, trans_a, trans_b)
+        if groups == 1:
+            return self._half_gemm(a, b, out, trans_a, trans_b)
+        a3 = a.reshape(groups, -1, a.shape[1])
+        b3 = b.reshape(groups, -1, b.shape[1])
+        o3 = out.reshape(groups, -1, out.shape[1])
+        for g in range(groups):
+            self._half_gemm(a3[g], b3[g], o3[g], trans_a, trans_b)
+        return None
+
+    def _half_gemm(self, a: Any, b: Any, out: Any, trans_a: bool, trans_b: bool,
+                   beta: float = 0.0) -> None:
+        """``out = op(a) @ op(b) (+ out)`` with 16-bit inputs, fp32 accumulation and output."""
+        xp = self.xp
+        call = gemm_call(a.shape, b.shape, trans_a, trans_b)
+        if not out.flags.c_contiguous or out.dtype != np.float32:
+            raise TypeError("GPU GEMM output must be a contiguous float32 array")
+        a16 = self._half(xp.ascontiguousarray(a))
+        b16 = self._half(xp.ascontiguousarray(b))
+        self._gemm_ex(call, b16, a16, out, self._half_type(), beta=beta)
 
     def _half_type(self) -> int:
         return kernels.CUDA_R_16F if self.format.name == "fp16" else kernels.CUDA_R_16BF
