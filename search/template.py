@@ -5,7 +5,9 @@ A template is a config (mappings, lists, scalars) in which some values are *tags
 (inclusive), ``!choice [...]`` (options may hold further tags: conditional parameters) and
 neon 0.8's ``!hyperopt NAME FLOAT|INT LOW HIGH``.  Every tag also has a mapping form,
 e.g. ``!loguniform {low: 1.0e-4, high: 1.0e-1, name: lr}`` or
-``!choice {options: [relu, tanh], name: act}``.
+``!choice {options: [relu, tanh], name: act}``.  ``!quniform`` with integer low, high and q
+(e.g. batch sizes ``[16, 256, 16]``) gives integers; bounds written ``1e-4`` (which YAML
+reads as a string) are accepted as numbers.
 
 Parameter names: a tag is named by its dotted path in the config (``optimizer.learning_rate``,
 ``model.layers.0.nout``) unless it has ``name:``.  Inside option ``i`` of a choice named

@@ -1,16 +1,25 @@
 """Spearmint-style Bayesian optimization (Snoek, Larochelle & Adams 2012; HIPS/Spearmint).
 
 A GP with a Matern 5/2 ARD kernel, constant mean and noise on standardized outputs over the
-encoded unit cube; its hyperparameters are integrated out by slice sampling (a chain that
-continues from one ``ask`` to the next); the acquisition is expected improvement averaged
-over the hyperparameter samples, maximized over a Sobol grid plus points sprayed around
-the incumbent, the best of which are refined by L-BFGS-B with analytic gradients.
+encoded unit cube (log dimensions in log space, integers at their bin centres, choices
+one-hot), optional Beta-CDF input warping; its hyperparameters are integrated out by slice
+sampling (one chain continued from ``ask`` to ``ask``: ``burnin`` sweeps once, then
+``mcmc_samples`` per ask).  The acquisition is expected improvement averaged over the
+samples, maximized over a Sobol grid plus points sprayed around the incumbent, the best of
+which are refined by L-BFGS-B with analytic gradients.
 
+* Initial design: ``2 * dims`` (at least 3) Sobol points, as many as ARD length scales plus
+  a few: fewer leave the first GP fits unidentified.
 * Pending points: fantasized at the posterior mean of each sample (Spearmint's default).
-* Failed points: a kernel-smoothed probability of success (a Beta-Bernoulli estimate
-  whose weights are the GP's correlations, prior = the overall success rate with
-  ``failure_prior`` pseudo-observations) multiplies EI, so failing regions are avoided.
+* Failed points: entered into the GP at the worst observed value (as SMAC imputes them),
+  and EI is multiplied by a probability of success (``success.SuccessModel``), so failing
+  regions are avoided even where the GP extrapolates well.
 * The acquisition is optimized as log EI (same maximizer, no underflow where EI is tiny).
+* Restarts (``restart``, beyond Spearmint): once an *episode* has converged on one basin
+  (no real improvement and its last points packed around the incumbent), a new episode
+  starts with a fresh Sobol design and a GP of its own observations only, as TuRBO does.
+  A stationary GP fitted to a densely sampled basin otherwise learns that dimensions the
+  basin ignores are irrelevant everywhere and never looks for other basins (Hartmann6).
 """
 
 from __future__ import annotations
@@ -85,7 +94,8 @@ class Spearmint(Strategy):
     input warping of numeric dimensions), ``grid_size`` Sobol candidates, ``n_spray``
     candidates per scale around the incumbent, ``n_starts`` of the best refined by
     L-BFGS-B (``max_iter`` iterations), ``failure_prior`` pseudo-observations of the
-    success-probability model.
+    success-probability model, ``impute_failures``, ``ls_prior`` (see ``HyperLayout``),
+    ``restart`` with ``patience`` (default ``max(10, 2 * dims)``) and ``restart_radius``.
     """
 
     def __init__(
