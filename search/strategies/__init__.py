@@ -8,11 +8,9 @@ package are imported on the first registry lookup, so adding a strategy touches 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
-from neon.registry import Registry
+from neon.registry import Registry, import_submodules
 from search.strategies.base import Strategy
 
 __all__ = ["STRATEGIES", "Strategy", "build_strategy"]
@@ -26,9 +24,7 @@ class _DiscoveringRegistry(Registry[Strategy]):
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True
-            for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-                if not module.name.startswith("_"):
-                    importlib.import_module(f"{__name__}.{module.name}")
+            import_submodules(__name__, __path__)
 
     def names(self) -> list[str]:
         self._load()
