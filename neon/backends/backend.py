@@ -490,6 +490,31 @@ class Backend:
         out -= acc
         return out
 
+    # ----------------------------------------------------------------- optimizer steps
+    def sgd_update(self, w: Any, g: Any, v: Any, lr: float, momentum: float,
+                   nesterov: bool, inv_scale: float, weight_decay: float) -> None:
+        """One SGD step in place, every stored result rounded.
+
+        ``grad = g * inv_scale + weight_decay * w``; with a velocity ``v``:
+        ``v = momentum * v - lr * grad`` (stored), then ``w += v`` (Nesterov:
+        ``w += momentum * v - lr * grad``); without (``v`` None): ``w -= lr * grad``. ``g`` is
+        not modified. Backends may fuse this into one pass; results agree to rounding.
+        """
+        grad = g * inv_scale
+        if weight_decay:
+            grad += weight_decay * w
+        if v is None:
+            w -= lr * grad
+        else:
+            v *= momentum
+            v -= lr * grad
+            self.quantize(v)
+            if nesterov:
+                w += momentum * v - lr * grad
+            else:
+                w += v
+        self.quantize(w)
+
     # ----------------------------------------------------------------- random numbers
     def _make_rng(self, seed: Any) -> Any:
         return np.random.default_rng(seed)

@@ -55,6 +55,22 @@ class CPUBackend(Backend):
     def _flow_counts(self, x: np.ndarray) -> tuple[int, int]:
         return kernels.flow_counts(x.reshape(-1), x.dtype.type(self.format.tiny))
 
+    def sgd_update(self, w: np.ndarray, g: np.ndarray, v: Any, lr: float, momentum: float,
+                   nesterov: bool, inv_scale: float, weight_decay: float) -> None:
+        if not (w.flags.c_contiguous and g.flags.c_contiguous and w.dtype == g.dtype):
+            return super().sgd_update(w, g, v, lr, momentum, nesterov, inv_scale, weight_decay)
+        mode = kernels.MODES.get((self.format.name, self.stochastic_rounding), 0)
+        offset = self.next_rounding_offset(2 * w.size) if mode > 2 else 0
+        vel = v.reshape(-1) if v is not None else np.empty(0, dtype=w.dtype)
+        dt = w.dtype.type
+        over, under = kernels.sgd_update(
+            w.reshape(-1), g.reshape(-1), vel, dt(lr), dt(momentum), bool(nesterov),
+            dt(inv_scale), dt(weight_decay), np.int64(mode), np.uint64(self.seed),
+            np.uint64(offset))
+        if self.flow is not None:
+            self.flow.add(int(w.size + vel.size), int(over), int(under))
+        return None
+
     def range_stats(self, x: np.ndarray) -> tuple[float, float, float, int]:
         flat = np.ascontiguousarray(x).reshape(-1)
         lo, hi, total, bad = kernels.range_stats(flat)

@@ -69,27 +69,94 @@ def _random_bits(seed: np.uint64, index: np.uint64) -> np.uint32:
     return np.uint32(z >> np.uint64(32))
 
 
+# Scalar rounding of one fp32 bit pattern: (rounded bits, overflowed 0/1, underflowed 0/1).
+# Every kernel below (and the LSTM and optimizer kernels) rounds through these four.
+@nb.njit(inline="always")
+def nearest_fp16(v):  # pragma: no cover - compiled
+    a = v & _ABS
+    over = 0
+    under = 0
+    if a >= _FP16_MIN_NORMAL:
+        if a < _INF:
+            a = (a + _U(0xFFF) + ((a >> _U(13)) & _U(1))) & _U(0xFFFFE000)
+            if a > _FP16_MAX:
+                a = _INF
+                over = 1
+    elif a != _U(0):
+        f = _U(a).view(np.float32)
+        a = np.float32(np.rint(f * _FP16_SCALE) * _FP16_QUANTUM).view(np.uint32)
+        if a < _FP16_MIN_NORMAL:
+            under = 1
+    return (v & _SIGN) | a, over, under
+
+
+@nb.njit(inline="always")
+def nearest_bf16(v):  # pragma: no cover - compiled
+    a = v & _ABS
+    over = 0
+    under = 0
+    if a < _INF:
+        nonzero = a != _U(0)
+        a = (a + _U(0x7FFF) + ((a >> _U(16)) & _U(1))) & _U(0xFFFF0000)
+        if a == _INF:
+            over = 1
+        elif nonzero and a < _U(0x00800000):
+            under = 1
+    elif a > _INF:
+        a = _U(0x7FC00000)  # keep NaN a NaN (truncation could make it inf)
+    return (v & _SIGN) | a, over, under
+
+
+@nb.njit(inline="always")
+def stochastic_fp16(v, bits):  # pragma: no cover - compiled
+    a = v & _ABS
+    over = 0
+    under = 0
+    if a >= _FP16_MIN_NORMAL:
+        if a < _INF:
+            a = (a + (bits & _U(0x1FFF))) & _U(0xFFFFE000)
+            if a > _FP16_MAX:
+                a = _INF
+                over = 1
+    elif a != _U(0):
+        f = _U(a).view(np.float32) * _FP16_SCALE
+        low = np.floor(f)
+        u = np.float32(bits >> _U(8)) * np.float32(2.0**-24)
+        if u < f - low:
+            low += np.float32(1.0)
+        a = np.float32(low * _FP16_QUANTUM).view(np.uint32)
+        if a < _FP16_MIN_NORMAL:
+            under = 1
+    return (v & _SIGN) | a, over, under
+
+
+@nb.njit(inline="always")
+def stochastic_bf16(v, bits):  # pragma: no cover - compiled
+    a = v & _ABS
+    over = 0
+    under = 0
+    if a < _INF:
+        nonzero = a != _U(0)
+        a = (a + (bits & _U(0xFFFF))) & _U(0xFFFF0000)
+        if a == _INF:
+            over = 1
+        elif nonzero and a < _U(0x00800000):
+            under = 1
+    elif a > _INF:
+        a = _U(0x7FC00000)
+    return (v & _SIGN) | a, over, under
+
+
 @_kernel
 def round_fp16(src, dst):  # pragma: no cover - compiled
     """Round fp32 bits ``src`` to nearest-even fp16 values into ``dst``; (overflow, underflow)."""
     over = 0
     under = 0
     for i in nb.prange(src.size):
-        v = src[i]
-        a = v & _ABS
-        if a >= _FP16_MIN_NORMAL:
-            if a < _INF:
-                a = (a + _U(0xFFF) + ((a >> _U(13)) & _U(1))) & _U(0xFFFFE000)
-                if a > _FP16_MAX:
-                    a = _INF
-                    over += 1
-        elif a != _U(0):
-            f = _U(a).view(np.float32)
-            r = np.float32(np.rint(f * _FP16_SCALE) * _FP16_QUANTUM)
-            a = r.view(np.uint32)
-            if a < _FP16_MIN_NORMAL:
-                under += 1
-        dst[i] = (v & _SIGN) | a
+        r, o, u = nearest_fp16(src[i])
+        dst[i] = r
+        over += o
+        under += u
     return over, under
 
 
@@ -99,18 +166,10 @@ def round_bf16(src, dst):  # pragma: no cover - compiled
     over = 0
     under = 0
     for i in nb.prange(src.size):
-        v = src[i]
-        a = v & _ABS
-        if a < _INF:
-            nonzero = a != _U(0)
-            a = (a + _U(0x7FFF) + ((a >> _U(16)) & _U(1))) & _U(0xFFFF0000)
-            if a == _INF:
-                over += 1
-            elif nonzero and a < _U(0x00800000):
-                under += 1
-        elif a > _INF:
-            a = _U(0x7FC00000)  # keep NaN a NaN (truncation could make it inf)
-        dst[i] = (v & _SIGN) | a
+        r, o, u = nearest_bf16(src[i])
+        dst[i] = r
+        over += o
+        under += u
     return over, under
 
 
@@ -120,25 +179,10 @@ def sround_fp16(src, dst, seed, offset):  # pragma: no cover - compiled
     over = 0
     under = 0
     for i in nb.prange(src.size):
-        v = src[i]
-        a = v & _ABS
-        bits = _random_bits(seed, np.uint64(offset + i))
-        if a >= _FP16_MIN_NORMAL:
-            if a < _INF:
-                a = (a + (bits & _U(0x1FFF))) & _U(0xFFFFE000)
-                if a > _FP16_MAX:
-                    a = _INF
-                    over += 1
-        elif a != _U(0):
-            f = _U(a).view(np.float32) * _FP16_SCALE
-            low = np.floor(f)
-            u = np.float32(bits >> _U(8)) * np.float32(2.0**-24)
-            if u < f - low:
-                low += np.float32(1.0)
-            a = np.float32(low * _FP16_QUANTUM).view(np.uint32)
-            if a < _FP16_MIN_NORMAL:
-                under += 1
-        dst[i] = (v & _SIGN) | a
+        r, o, u = stochastic_fp16(src[i], _random_bits(seed, np.uint64(offset + i)))
+        dst[i] = r
+        over += o
+        under += u
     return over, under
 
 
@@ -148,19 +192,57 @@ def sround_bf16(src, dst, seed, offset):  # pragma: no cover - compiled
     over = 0
     under = 0
     for i in nb.prange(src.size):
-        v = src[i]
-        a = v & _ABS
-        if a < _INF:
-            nonzero = a != _U(0)
-            bits = _random_bits(seed, np.uint64(offset + i))
-            a = (a + (bits & _U(0xFFFF))) & _U(0xFFFF0000)
-            if a == _INF:
-                over += 1
-            elif nonzero and a < _U(0x00800000):
-                under += 1
-        elif a > _INF:
-            a = _U(0x7FC00000)
-        dst[i] = (v & _SIGN) | a
+        r, o, u = stochastic_bf16(src[i], _random_bits(seed, np.uint64(offset + i)))
+        dst[i] = r
+        over += o
+        under += u
+    return over, under
+
+
+# Rounding modes of the fused kernels: 0 keeps the value (fp32/fp64 storage).
+MODES = {("fp16", False): 1, ("bf16", False): 2, ("fp16", True): 3, ("bf16", True): 4}
+
+
+@nb.njit(inline="always")
+def store(x, mode, seed, index):  # pragma: no cover - compiled
+    """``x`` as stored under ``mode``: (value, overflowed, underflowed)."""
+    if mode == 0:
+        return x, 0, 0
+    v = np.float32(x).view(np.uint32)
+    if mode == 1:
+        r, o, u = nearest_fp16(v)
+    elif mode == 2:
+        r, o, u = nearest_bf16(v)
+    elif mode == 3:
+        r, o, u = stochastic_fp16(v, _random_bits(seed, np.uint64(index)))
+    else:
+        r, o, u = stochastic_bf16(v, _random_bits(seed, np.uint64(index)))
+    return np.uint32(r).view(np.float32), o, u
+
+
+@_kernel
+def sgd_update(w, g, v, lr, mu, nesterov, inv_scale, wd, mode, seed, offset):
+    """One fused SGD step (the generic ``Backend.sgd_update`` in one pass): gradient
+    unscaled plus weight decay, velocity (if ``v`` is not empty) updated and stored, then
+    the weights; (overflow, underflow) of the stored values."""  # pragma: no cover
+    n = w.size
+    has_v = v.size == n
+    over = 0
+    under = 0
+    for i in nb.prange(n):
+        grad = g[i] * inv_scale + wd * w[i]
+        if has_v:
+            vel, o1, u1 = store(mu * v[i] - lr * grad, mode, seed, offset + i)
+            v[i] = vel
+            step = mu * vel - lr * grad if nesterov else vel
+        else:
+            o1 = 0
+            u1 = 0
+            step = -lr * grad
+        new, o2, u2 = store(w[i] + step, mode, seed, offset + n + i)
+        w[i] = new
+        over += o1 + o2
+        under += u1 + u2
     return over, under
 
 

@@ -56,6 +56,8 @@ class Optimizer:
         xp = be.xp
         for p in params:
             with be.scope(p.layer):
+                if self.fused_step(be, p, grad_scale):
+                    continue
                 g = p.grad
                 if grad_scale != 1.0:
                     g *= 1.0 / grad_scale
@@ -74,6 +76,11 @@ class Optimizer:
                 be.quantize(p.value)
                 for slot in self.slots:
                     be.quantize(p.state[slot])
+
+    def fused_step(self, be: Any, p: Param, grad_scale: float) -> bool:
+        """Do the whole step of ``p`` in a backend primitive, if this optimizer has one and no
+        clipping is asked for; True when done."""
+        return False
 
     def update(self, be: Any, p: Param, g: Any, lr: float) -> None:
         raise NotImplementedError

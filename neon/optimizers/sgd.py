@@ -34,6 +34,18 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slots = ("velocity",) if self.momentum else ()
 
+    def fused_step(self, be: Any, p: Param, grad_scale: float) -> bool:
+        if self.gradient_clip_value is not None or self.gradient_clip_norm is not None:
+            return False
+        v = None
+        if self.momentum:
+            v = p.state.get("velocity")
+            if v is None:
+                v = p.state["velocity"] = be.zeros(p.value.shape)
+        be.sgd_update(p.value, p.grad, v, self.lr, self.momentum, self.nesterov,
+                      1.0 / grad_scale, self.weight_decay if p.decay else 0.0)
+        return True
+
     def update(self, be: Any, p: Param, g: Any, lr: float) -> None:
         g *= lr
         if not self.momentum:

@@ -148,3 +148,39 @@ def test_loss_scalers():
     other = DynamicScaling()
     other.load_state_dict(state)
     assert other.scale == 1024 and other.skipped_steps == 1
+
+
+@pytest.mark.parametrize("numerics,sr", [("fp32", False), ("fp64", False), ("fp16", False),
+                                         ("bf16", False), ("fp16", True), ("bf16", True)])
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_fused_cpu_sgd_step_matches_the_generic_backend_step(numerics, sr, momentum, nesterov):
+    """CPUBackend.sgd_update (one numba pass) against Backend.sgd_update (array ops)."""
+    from neon.backends.backend import Backend
+
+    rng = np.random.default_rng(0)
+    fused, generic = (gen_backend("cpu", numerics, stochastic_rounding=sr, seed=3)
+                      for _ in range(2))
+    w0 = rng.standard_normal(5000)
+    g0 = rng.standard_normal(5000) * 100
+    v0 = rng.standard_normal(5000) * 0.1
+    out = []
+    for be, step in ((fused, fused.sgd_update), (generic, lambda *a: Backend.sgd_update(
+            generic, *a))):
+        w, g, v = be.array(w0), be.array(g0), be.array(v0)
+        g_before = g.copy()
+        step(w, g, v if momentum else None, 0.05, momentum, nesterov, 1 / 128, 1e-3)
+        out.append((w, v))
+        np.testing.assert_array_equal(g, g_before)  # the gradient is left alone
+    (wf, vf), (wg, vg) = out
+    if sr:
+        # stochastic rounding draws other bits in one pass: compare to one rounding step
+        ulp = 2.0**-10 if numerics == "fp16" else 2.0**-7
+        np.testing.assert_allclose(wf, wg, rtol=2 * ulp, atol=1e-6)
+        return
+    tol = {"fp64": 1e-15, "fp32": 1e-6, "fp16": 2.0**-10, "bf16": 2.0**-7}[numerics]
+    np.testing.assert_allclose(wf, wg, rtol=tol, atol=tol * 1e-3)
+    if momentum:
+        np.testing.assert_allclose(vf, vg, rtol=tol, atol=tol * 1e-3)
+    if numerics in ("fp16", "bf16"):
+        store = np.float16 if numerics == "fp16" else __import__("ml_dtypes").bfloat16
+        np.testing.assert_array_equal(wf, wf.astype(store).astype(np.float32))
