@@ -29,6 +29,7 @@ setup(
         "dask[distributed]>=2024.1",
         "ml_dtypes>=0.3",
         "scikit-learn>=1.3",
+        "threadpoolctl>=3",
         "pillow>=10",
     ],
     extras_require={
