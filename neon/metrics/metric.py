@@ -24,6 +24,10 @@ class Metric:
     def batch(self, be: Any, y: Any, labels: Any) -> tuple[float, int]:
         raise NotImplementedError
 
+    def value(self, total: float, count: int) -> float:
+        """The metric of a whole pass from its summed batch values (a mean by default)."""
+        return total / count if count else float("nan")
+
     def __repr__(self) -> str:
         return self.name
 

@@ -40,34 +40,13 @@ class BitsPerChar(Metric):
 
 @METRICS.register("perplexity")
 class Perplexity(Metric):
-    """exp(mean -ln p(next symbol)) over a whole evaluation pass.
-
-    Perplexity is not a mean of per-batch values, while ``Model.eval`` reports
-    ``sum(batch sums) / sum(batch counts)``. The metric therefore keeps running totals of
-    the pass and returns, for each batch, the change of ``perplexity_so_far * count_so_far``:
-    those telescope to exactly ``exp(mean nll) * count``. A pass starts afresh when the
-    backend's random stream was restarted (every training epoch does) or after ``reset()``;
-    build a new instance (or call ``reset``) before evaluating the same data twice without
-    training in between.
-    """
+    """exp(mean -ln p(next symbol)) over a whole evaluation pass (not a mean of batches)."""
 
     def __init__(self, eps: float = 1e-12) -> None:
         self.eps = float(eps)
-        self.reset()
-
-    def reset(self) -> None:
-        self._nats = 0.0
-        self._count = 0
-        self._reported = 0.0
-        self._stream: Any = None
 
     def batch(self, be: Any, y: Any, labels: Any) -> tuple[float, int]:
-        if getattr(be, "rng", None) is not self._stream:
-            self.reset()
-            self._stream = getattr(be, "rng", None)
-        nats, n = _nll_sum(be, y, labels, self.eps)
-        self._nats += nats
-        self._count += n
-        total = math.exp(self._nats / max(1, self._count)) * self._count
-        step, self._reported = total - self._reported, total
-        return step, n
+        return _nll_sum(be, y, labels, self.eps)
+
+    def value(self, total: float, count: int) -> float:
+        return math.exp(total / count) if count else float("nan")

@@ -339,7 +339,7 @@ class Model:
                     s, n = m.batch(be, y, labels)
                     sums[m.name][0] += s
                     sums[m.name][1] += n
-        return {name: s / n if n else float("nan") for name, (s, n) in sums.items()}
+        return {m.name: m.value(*sums[m.name]) for m in metric_objs}
 
     def predict(self, data: ArrayIterator | np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Outputs for every example, as a host array."""

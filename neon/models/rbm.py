@@ -61,7 +61,7 @@ def rbm_eval(layer: RBMLayer, batches: Iterable[Any], metrics: Sequence[Metric]
                 s, n = m.batch(be, layer.reconstruct(v), v)
             sums[m.name][0] += s
             sums[m.name][1] += n
-    return {name: s / n if n else float("nan") for name, (s, n) in sums.items()}
+    return {m.name: m.value(*sums[m.name]) for m in metrics}
 
 
 def train_rbm(layer: RBMLayer, batches: Iterable[Any], optimizer: Optimizer, k: int,
