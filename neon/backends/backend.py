@@ -293,9 +293,11 @@ class Backend:
     def conv_fprop(
         self, x: Any, w: Any, bias: Any, out: Any, fshape: tuple[int, int],
         strides: tuple[int, int], padding: tuple[int, int], groups: int = 1,
-        relu: bool = False, ws: dict[str, Any] | None = None,
+        relu: bool = False, ws: dict[str, Any] | None = None, quantize: bool = False,
     ) -> Any:
-        """``out`` (N, K, P, Q) = conv(x, w) + bias, then max(., 0) with ``relu``.
+        """``out`` (N, K, P, Q) = conv(x, w) + bias, then max(., 0) with ``relu``; with
+        ``quantize`` also rounded to the storage format exactly as ``quantize(out)`` would
+        (flow counting included; backends fuse it into their last pass).
 
         ``x`` (N, C, H, W); ``w`` (K, C/groups, R, S): cross-correlation, filter k seeing
         the channels of its group (groups split C and K into equal consecutive blocks);
@@ -313,19 +315,21 @@ class Backend:
         self.im2col(x, fshape, strides, padding, out=col)
         cn = self._work(ws, "cn", (k, n * p * q), x.dtype)
         self._group_matmul(w.reshape(k, crs), col, cn, groups)
-        return self.cn_to_nchw(cn, out, bias, relu)
+        self.cn_to_nchw(cn, out, bias, relu)
+        return self.quantize(out) if quantize else out
 
     def conv_bprop(
         self, delta: Any, w: Any, dw: Any, db: Any, dx: Any, fshape: tuple[int, int],
         strides: tuple[int, int], padding: tuple[int, int], groups: int = 1,
-        relu_y: Any = None, ws: dict[str, Any] | None = None,
+        relu_y: Any = None, ws: dict[str, Any] | None = None, quantize: bool = False,
     ) -> Any:
         """Gradients of ``conv_fprop`` (called with the same ``ws`` after it).
 
         ``delta`` (N, K, P, Q) is dL/d(out); with ``relu_y`` (the fprop output of a fused
         ReLU) it is first multiplied by ``relu_y > 0``. Writes ``dw`` (K, C/groups, R, S),
-        ``db`` (K,) unless None, and ``dx`` (N, C, H, W) unless None (no input gradient).
-        ``delta`` is not modified. Returns ``dx``.
+        ``db`` (K,) unless None, and ``dx`` (N, C, H, W) unless None (no input gradient);
+        with ``quantize``, ``dx`` is rounded as in ``conv_fprop`` (``dw`` and ``db`` are
+        left to the caller). ``delta`` is not modified. Returns ``dx``.
         """
         assert ws is not None and "cn" in ws, "conv_bprop needs the ws of conv_fprop"
         k = w.shape[0]
@@ -340,7 +344,8 @@ class Backend:
             return None
         # the unfolded input is no longer needed: its buffer takes the unfolded gradient
         self._group_matmul(w.reshape(k, crs), cn, col, groups, trans_a=True)
-        return self.col2im(col, dx, fshape, strides, padding)
+        self.col2im(col, dx, fshape, strides, padding)
+        return self.quantize(dx) if quantize else dx
 
     def _group_matmul(self, a: Any, b: Any, out: Any, groups: int, trans_a: bool = False,
                       trans_b: bool = False) -> None:
@@ -366,7 +371,7 @@ class Backend:
 
     def pool_fprop(
         self, x: Any, out: Any, argmax: Any, op: str, fshape: tuple[int, int],
-        strides: tuple[int, int], padding: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int], quantize: bool = False,
     ) -> Any:
         """Max or average pooling of ``x`` (N, C, H, W) into ``out`` (N, C, P, Q).
 
@@ -376,7 +381,8 @@ class Backend:
         maximal position in row-major window order (a NaN in the window wins: ``out`` is NaN
         and ``argmax`` points at the last NaN).
         ``op='avg'``: ``out`` = mean over the window's input positions; ``argmax`` is unused
-        (may be None). Returns ``out``.
+        (may be None). With ``quantize``, ``out`` is rounded as in ``conv_fprop``. Returns
+        ``out``.
         """
         xp = self.xp
         n, c, h, w = x.shape
@@ -402,17 +408,17 @@ class Backend:
             for _, _, v in taps:
                 out += v
             out /= self._pool_counts(h, w, p, q, fshape, strides, padding).astype(out.dtype)
-        return out
+        return self.quantize(out) if quantize else out
 
     def pool_bprop(
         self, delta: Any, out: Any, argmax: Any, op: str, fshape: tuple[int, int],
-        strides: tuple[int, int], padding: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int], quantize: bool = False,
     ) -> Any:
         """Adjoint of ``pool_fprop``: ``out`` (N, C, H, W) from ``delta`` (N, C, P, Q).
 
         ``max``: each ``delta[n, c, p, q]`` is added at ``argmax[n, c, p, q]`` (overlapping
         windows sum). ``avg``: each is spread evenly over its window's input positions.
-        Returns ``out``.
+        With ``quantize``, ``out`` is rounded as in ``conv_fprop``. Returns ``out``.
         """
         xp = self.xp
         n, c, h, w = out.shape
@@ -432,7 +438,7 @@ class Backend:
                 else:
                     window += g
         out[...] = dpad[:, :, ph: ph + h, pw: pw + w]
-        return out
+        return self.quantize(out) if quantize else out
 
     def _pool_counts(self, h: int, w: int, p: int, q: int, fshape: tuple[int, int],
                      strides: tuple[int, int], padding: tuple[int, int]) -> Any:

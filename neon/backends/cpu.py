@@ -118,19 +118,29 @@ class CPUBackend(Backend):
 
     def col2im(
         self, col: np.ndarray, out: np.ndarray, fshape: tuple[int, int],
-        strides: tuple[int, int], padding: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int], quantize: bool = False,
     ) -> np.ndarray:
+        """``Backend.col2im``; with ``quantize`` (CPU only) ``out`` is then rounded."""
+        n, _, h, w = out.shape
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+        return self._col2im(col, out, fshape, strides, padding, self.conv_col_order(n, p, q),
+                            quantize)
+
+    def _col2im(self, col: np.ndarray, out: np.ndarray, fshape: tuple[int, int],
+                strides: tuple[int, int], padding: tuple[int, int], order: str,
+                quantize: bool) -> np.ndarray:
         n, c, h, w = out.shape
         (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
         p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
-        if self.conv_col_order(n, p, q) == "npq":
+        if order == "npq":
             conv_kernels.col2im_nchw(_contiguous(col), out, r, s, sh, sw, ph, pw, p, q)
-            return out
-        xt = self._chwn_scratch((c, h, w, n), out.dtype)
-        conv_kernels.col2im_chwn(_contiguous(col).reshape(-1), xt, c, h, w, n, r, s, sh, sw,
-                                 ph, pw, p, q)
-        conv_kernels.chwn_to_nchw(xt.reshape(c, h * w, n), out.reshape(n, c, h * w))
-        return out
+        else:
+            xt = self._chwn_scratch((c, h, w, n), out.dtype)
+            conv_kernels.col2im_chwn(_contiguous(col).reshape(-1), xt, c, h, w, n, r, s, sh,
+                                     sw, ph, pw, p, q)
+            conv_kernels.chwn_to_nchw(xt.reshape(c, h * w, n), out.reshape(n, c, h * w))
+        return self.quantize(out) if quantize else out
 
     def cn_to_nchw(
         self, src: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None,
@@ -145,16 +155,14 @@ class CPUBackend(Backend):
         return self._to_cn(src, out, relu_y, bias_grad, self.conv_col_order(*_npq(src)))
 
     def _to_nchw(self, src: np.ndarray, out: np.ndarray, bias: np.ndarray | None, relu: bool,
-                 order: str) -> np.ndarray:
+                 order: str, quantize: bool = False) -> np.ndarray:
         n, k = out.shape[:2]
         b = bias if bias is not None else np.empty(0, dtype=out.dtype)
-        if order == "npq":
-            conv_kernels.cn_to_nchw_npq(_contiguous(src).reshape(k, -1), out.reshape(n, k, -1),
-                                        b, bias is not None, bool(relu))
-        else:
-            conv_kernels.cn_to_nchw(_contiguous(src).reshape(k, -1, n), out.reshape(n, k, -1),
-                                    b, bias is not None, bool(relu))
-        return out
+        kernel = conv_kernels.cn_to_nchw_npq if order == "npq" else conv_kernels.cn_to_nchw
+        src3 = (_contiguous(src).reshape(k, -1) if order == "npq"
+                else _contiguous(src).reshape(k, -1, n))
+        kernel(src3, out.reshape(n, k, -1), b, bias is not None, bool(relu))
+        return self.quantize(out) if quantize else out
 
     def _to_cn(self, src: np.ndarray, out: np.ndarray, relu_y: np.ndarray | None,
                bias_grad: np.ndarray | None, order: str) -> np.ndarray:
@@ -186,6 +194,7 @@ class CPUBackend(Backend):
         self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, out: np.ndarray,
         fshape: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int],
         groups: int = 1, relu: bool = False, ws: dict[str, Any] | None = None,
+        quantize: bool = False,
     ) -> np.ndarray:
         """Same contract as ``Backend.conv_fprop``; at vertical stride 1 a row-shifted GEMM.
 
@@ -197,14 +206,19 @@ class CPUBackend(Backend):
         n, c, h, wd = x.shape
         k = w.shape[0]
         cg, kg = c // groups, k // groups
-        if not self._row_shifted(cg, fshape, strides):
-            return super().conv_fprop(x, w, bias, out, fshape, strides, padding, groups, relu,
-                                      ws)
+        ws = {} if ws is None else ws
+        if not self._row_shifted(cg, fshape, strides):  # im2col, rounding fused at the end
+            (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+            p, q = (h + 2 * ph - r) // sh + 1, (wd + 2 * pw - s) // sw + 1
+            col = self._work(ws, "col", (c * r * s, n * p * q), x.dtype)
+            self.im2col(x, fshape, strides, padding, out=col)
+            cn = self._work(ws, "cn", (k, n * p * q), x.dtype)
+            self._group_matmul(w.reshape(k, -1), col, cn, groups)
+            return self._to_nchw(cn, out, bias, relu, self.conv_col_order(n, p, q), quantize)
         (r, s), (_, sw), (ph, pw) = fshape, strides, padding
         p, q = h + 2 * ph - r + 1, (wd + 2 * pw - s) // sw + 1
         hu, qn = h + 2 * ph, q * n
         pqn = p * qn
-        ws = {} if ws is None else ws
         xs = self._work(ws, "xs", (c * s, hu * qn), x.dtype)
         xt = self._chwn_scratch((c, h, wd, n), x.dtype)
         conv_kernels.nchw_to_chwn(_contiguous(x).reshape(n, c, h * wd), xt.reshape(c, h * wd, n))
@@ -217,21 +231,26 @@ class CPUBackend(Backend):
             rows, krows = slice(g * cg * s, (g + 1) * cg * s), slice(g * kg, (g + 1) * kg)
             for i in range(r):
                 gemm(wr[i, krows], xs[rows, i * qn:i * qn + pqn], cn[krows], beta=float(i > 0))
-        return self._to_nchw(cn, out, bias, relu, "pqn")
+        return self._to_nchw(cn, out, bias, relu, "pqn", quantize)
 
     def conv_bprop(
         self, delta: np.ndarray, w: np.ndarray, dw: np.ndarray, db: np.ndarray | None,
         dx: np.ndarray | None, fshape: tuple[int, int], strides: tuple[int, int],
         padding: tuple[int, int], groups: int = 1, relu_y: np.ndarray | None = None,
-        ws: dict[str, Any] | None = None,
+        ws: dict[str, Any] | None = None, quantize: bool = False,
     ) -> np.ndarray | None:
         assert ws is not None and "cn" in ws, "conv_bprop needs the ws of conv_fprop"
         n, k, p, q = delta.shape
         cg, kg = w.shape[1], k // groups
         if not self._row_shifted(cg, fshape, strides):
-            return super().conv_bprop(delta, w, dw, db, dx, fshape, strides, padding, groups,
-                                      relu_y, ws)
-        (r, s), (_, sw), (ph, pw) = fshape, strides, padding
+            dxi = super().conv_bprop(delta, w, dw, db, None, fshape, strides, padding, groups,
+                                     relu_y, ws)  # dw and db only
+            if dx is None:
+                return dxi
+            col = ws["col"]  # takes the unfolded gradient now
+            self._group_matmul(w.reshape(k, -1), ws["cn"], col, groups, trans_a=True)
+            return self.col2im(col, dx, fshape, strides, padding, quantize)
+        (r, s), (_, sw) = fshape, strides
         qn = q * n
         pqn = p * qn
         cn, xs, wr = ws["cn"], ws["xs"], ws["wr"]
@@ -255,16 +274,12 @@ class CPUBackend(Backend):
             for i in range(r):
                 gemm(wr[i, krows], cn[krows], xs[rows, i * qn:i * qn + pqn], trans_a=True,
                      beta=float(i > 0))
-        n, c, h, wd = dx.shape
-        xt = self._chwn_scratch((c, h, wd, n), dx.dtype)
-        conv_kernels.col2im_chwn(xs.reshape(-1), xt, c, h, wd, n, 1, s, 1, sw, ph, pw,
-                                 h + 2 * ph, q)
-        conv_kernels.chwn_to_nchw(xt.reshape(c, h * wd, n), dx.reshape(n, c, h * wd))
-        return dx
+        return self._col2im(xs, dx, (1, s), (1, sw), padding, "pqn", quantize)
 
     def pool_fprop(
         self, x: np.ndarray, out: np.ndarray, argmax: np.ndarray | None, op: str,
         fshape: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int],
+        quantize: bool = False,
     ) -> np.ndarray:
         n, c, h, w = x.shape
         p, q = out.shape[2:]
@@ -275,11 +290,12 @@ class CPUBackend(Backend):
                                         ph, pw)
         else:
             conv_kernels.avg_pool_fprop(x3, y3, r, s, sh, sw, ph, pw)
-        return out
+        return self.quantize(out) if quantize else out
 
     def pool_bprop(
         self, delta: np.ndarray, out: np.ndarray, argmax: np.ndarray | None, op: str,
         fshape: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int],
+        quantize: bool = False,
     ) -> np.ndarray:
         n, c, h, w = out.shape
         p, q = delta.shape[2:]
@@ -290,7 +306,7 @@ class CPUBackend(Backend):
                                         out.reshape(n * c, h * w))
         else:
             conv_kernels.avg_pool_bprop(d3, out.reshape(n * c, h, w), r, s, sh, sw, ph, pw)
-        return out
+        return self.quantize(out) if quantize else out
 
     def lrn_fprop(
         self, x: np.ndarray, out: np.ndarray, scale: np.ndarray, depth: int, alpha: float,

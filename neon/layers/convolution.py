@@ -143,11 +143,14 @@ class Conv(Layer):
         be = self.be
         y = self.buffer("y", (x.shape[0], *self.out_shape))
         relu = self._fused_relu
+        final = self.activation is None or relu  # nothing follows: the backend rounds y
         be.conv_fprop(x, self.W.value, self.b.value if self.b is not None else None, y,
-                      self.fshape, self.strides, self.padding, self.groups, relu, self._ws)
-        if self.activation is not None and not relu:
+                      self.fshape, self.strides, self.padding, self.groups, relu, self._ws,
+                      quantize=final)
+        if not final:
             self.activation.fprop(be, y, y)
-        self.y = be.quantize(y)
+            be.quantize(y)
+        self.y = y
         return y
 
     def bprop(self, delta: Any) -> Any:
@@ -161,11 +164,11 @@ class Conv(Layer):
         be.conv_bprop(delta, self.W.value, self.W.grad,
                       self.b.grad if self.b is not None else None, dx, self.fshape,
                       self.strides, self.padding, self.groups, self.y if relu else None,
-                      self._ws)
+                      self._ws, quantize=True)  # dx comes back rounded
         if self.b is not None:
             be.quantize(self.b.grad)
         be.quantize(self.W.grad)
-        return be.quantize(dx) if dx is not None else None
+        return dx
 
     def describe(self) -> str:
         (r, s), (sh, sw), (ph, pw) = self.fshape, self.strides, self.padding

@@ -63,8 +63,9 @@ class Pool(Layer):
         y = self.buffer("y", (n, *self.out_shape))
         argmax = self.buffer("argmax", y.shape, dtype=np.int32) if self.op == "max" else None
         self.argmax = argmax
-        be.pool_fprop(x, y, argmax, self.op, self.fshape, self.strides, self.padding)
-        self.y = be.quantize(y)
+        be.pool_fprop(x, y, argmax, self.op, self.fshape, self.strides, self.padding,
+                      quantize=True)
+        self.y = y
         return y
 
     def bprop(self, delta: Any) -> Any:
@@ -72,8 +73,8 @@ class Pool(Layer):
             return None
         be = self.be
         dx = self.buffer("dx", (delta.shape[0], *self.in_shape))
-        be.pool_bprop(delta, dx, self.argmax, self.op, self.fshape, self.strides, self.padding)
-        return be.quantize(dx)
+        return be.pool_bprop(delta, dx, self.argmax, self.op, self.fshape, self.strides,
+                             self.padding, quantize=True)
 
     def describe(self) -> str:
         (r, s), (sh, sw), (ph, pw) = self.fshape, self.strides, self.padding

@@ -302,3 +302,92 @@ def test_cblas_binding_is_found_and_checked():
     c = np.ones((4, 7))
     blas.gemm(a[1:5, 2:8], b[:, 2:8], c, trans_b=True, beta=1.0)
     np.testing.assert_allclose(c, 1 + a[1:5, 2:8] @ b[:, 2:8].T, rtol=1e-12)
+
+
+def _wide(rng, shape):
+    """Values over a wide dynamic range: fp16 overflows and underflows (subnormals) occur."""
+    return rng.standard_normal(shape) * np.exp(rng.uniform(-20, 12, shape))
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+@pytest.mark.parametrize("stochastic", [False, True])
+@pytest.mark.parametrize("geometry", [
+    ((2, 6, 7, 5), dict(nfilters=4, fshape=3, padding=1)),                    # row-shifted
+    ((2, 3, 9, 9), dict(nfilters=4, fshape=3, strides=2, padding=1)),         # im2col, pqn
+    ((32, 2, 3, 33), dict(nfilters=3, fshape=[2, 2], strides=[2, 1])),        # im2col, npq
+], ids=["row", "im2col-pqn", "im2col-npq"])
+def test_fused_storage_rounding_equals_quantize(backend_name, fmt, stochastic, geometry):
+    """Outputs a backend rounds itself (conv_fprop/conv_bprop/pool_* with quantize=True,
+    which a backend may fuse into its kernels) are bit for bit what ``be.quantize`` gives
+    afterwards, stochastic rounding's random stream and the overflow/underflow counts
+    included."""
+    from neon.backends import FlowCounter
+
+    shape, kw = geometry
+    rng = np.random.default_rng(11)
+    x, w = _wide(rng, shape), rng.standard_normal((kw["nfilters"], shape[1], 3, 3)) * 0.5
+    layer = Conv(**kw)
+    out_shape = layer.configure(shape[1:])
+    w = w[:, :, :layer.fshape[0], :layer.fshape[1]]
+    delta = _wide(rng, (shape[0], *out_shape))
+    results = []
+    for fused in (True, False):
+        be = gen_backend(backend_name, fmt, stochastic_rounding=stochastic, seed=5)
+        be.flow = FlowCounter()
+        xd, wd, dd = be.array(x, quantize=False), be.array(w), be.array(delta, quantize=False)
+        bias = be.array(np.linspace(-1, 1, kw["nfilters"]))
+        ws: dict = {}
+        y = be.empty((shape[0], *out_shape))
+        be.conv_fprop(xd, wd, bias, y, layer.fshape, layer.strides, layer.padding, 1, True,
+                      ws, quantize=fused)
+        if not fused:
+            be.quantize(y)
+        dx, dw, db = be.empty(shape), be.empty(w.shape), be.empty((kw["nfilters"],))
+        be.conv_bprop(dd, wd, dw, db, dx, layer.fshape, layer.strides, layer.padding, 1, y,
+                      ws, quantize=fused)
+        if not fused:
+            be.quantize(dx)
+        pooled = be.empty((shape[0], shape[1], shape[2] // 2, shape[3] // 2))
+        am = be.empty(pooled.shape, dtype=np.int32)
+        for op in ("max", "avg"):
+            be.pool_fprop(xd, pooled, am, op, (2, 2), (2, 2), (0, 0), quantize=fused)
+            if not fused:
+                be.quantize(pooled)
+            results.append(be.to_host(pooled).copy())
+            back = be.pool_bprop(pooled, be.empty(shape), am, op, (2, 2), (2, 2), (0, 0),
+                                 quantize=fused)
+            if not fused:
+                be.quantize(back)
+            results.append(be.to_host(back).copy())
+        results += [be.to_host(y), be.to_host(dx), dict(be.flow.counts)]
+    half = len(results) // 2
+    for a, b in zip(results[:half - 1], results[half:-1]):
+        np.testing.assert_array_equal(a, b)
+    assert results[half - 1] == results[-1]
+    over, under = results[-1]["-"][1:]
+    if fmt == "fp16":  # both ends of fp16's range were hit (bf16 has fp32's range)
+        assert over > 0 and under > 0
+
+
+def test_cpu_paths_agree_on_wide_batches():
+    """Row-shifted and im2col paths give the same outputs and gradients where the shapes
+    make the backend choose the "npq" column order for im2col (N >= 32, Q >= 32)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((32, 3, 5, 34))
+    delta = rng.standard_normal((32, 4, 5, 34))
+    got = []
+    for row in (True, False):
+        be = gen_backend("cpu", "fp64")
+        be._row_shifted = lambda cg, f, st, row=row: row
+        layer = Conv(nfilters=4, fshape=3, padding=1, activation="relu", bias=0.1, name="c")
+        layer.configure((3, 5, 34))
+        layer.allocate(be)
+        layer.W.value[...] = rng.standard_normal(layer.W.value.shape) if row else got[0][0]
+        y = layer.fprop(be.array(x))
+        dx = layer.bprop(be.array(delta))
+        got.append((layer.W.value.copy(), y.copy(), dx.copy(), layer.W.grad.copy(),
+                    layer.b.grad.copy(), "xs" in layer._ws))
+    (_, y1, dx1, dw1, db1, used1), (_, y2, dx2, dw2, db2, used2) = got
+    assert used1 and not used2 and be.conv_col_order(32, 5, 34) == "npq"
+    for a, b in ((y1, y2), (dx1, dx2), (dw1, dw2), (db1, db2)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
