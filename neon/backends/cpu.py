@@ -83,6 +83,28 @@ class CPUBackend(Backend):
         return all(kernels.range_stats(np.ascontiguousarray(a).reshape(-1))[3] == 0 for a in arrays)
 
     # Numba versions of the convolution, pooling and LRN primitives (contracts in Backend).
+    DOT_BLOCK_BYTES = 1 << 21  # rows of a big rounded GEMM result per block (fits in L2)
+
+    def dot(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
+            trans_a: bool = False, trans_b: bool = False, accumulate: bool = False,
+            ) -> np.ndarray:
+        """``Backend.dot``; a large result stored in fp16/bf16 is computed and rounded in
+        row blocks that stay in cache: one pass over memory instead of three (AlexNet's
+        4096-wide weight gradients at batch 16: the rounding cost 130 ms a step). The
+        blocks are consecutive rows, so stochastic rounding draws the same bits; BLAS may
+        sum a block in another order than the whole product (last fp32 bits)."""
+        if (out is None or accumulate or not self.format.emulated
+                or out.nbytes < 4 * self.DOT_BLOCK_BYTES or out.ndim != 2
+                or not out.flags.c_contiguous):
+            return super().dot(a, b, out, trans_a, trans_b, accumulate)
+        a2 = a.T if trans_a else a
+        b2 = b.T if trans_b else b
+        rows = max(1, self.DOT_BLOCK_BYTES // (out.shape[1] * out.itemsize))
+        for i in range(0, out.shape[0], rows):
+            np.matmul(a2[i:i + rows], b2, out=out[i:i + rows])
+            self.quantize(out[i:i + rows])
+        return out
+
     def conv_col_order(self, n: int, p: int, q: int) -> str:
         """"pqn" (unfolding from a CHWN copy: runs of (q1 - q0)*N contiguous values) except
         for long output rows of big batches, where "npq"'s Q-long runs are as fast and its

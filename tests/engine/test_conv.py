@@ -391,3 +391,34 @@ def test_cpu_paths_agree_on_wide_batches():
     assert used1 and not used2 and be.conv_col_order(32, 5, 34) == "npq"
     for a, b in ((y1, y2), (dx1, dx2), (dw1, dw2), (db1, db2)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("fmt,stochastic", [("fp16", False), ("bf16", False), ("fp16", True),
+                                            ("bf16", True)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+def test_cpu_blocked_rounded_dot(fmt, stochastic, trans_a, trans_b):
+    """The CPU backend computes big fp16/bf16 GEMM results in row blocks rounded while in
+    cache. Against ``Backend.dot``: the same values up to one step of the storage format
+    (BLAS may sum a block in another order, which can move a value across a rounding
+    boundary), the same stochastic draws, the same number of stored values counted."""
+    from neon.backends import FlowCounter
+
+    rng = np.random.default_rng(8)
+    shape = (40, 16) if not trans_a else (16, 40)
+    a = rng.standard_normal(shape) * np.exp(rng.uniform(-8, 4, shape))
+    b = rng.standard_normal((16, 30) if not trans_b else (30, 16))
+    outs = []
+    for blocked in (True, True, False):
+        be = gen_backend("cpu", fmt, stochastic_rounding=stochastic, seed=3)
+        be.DOT_BLOCK_BYTES = 7 * 30 * 4 // 4  # 7-row blocks; the threshold is 4 blocks
+        be.flow = FlowCounter()
+        out = be.empty((40, 30))
+        dot = be.dot if blocked else Backend.dot.__get__(be)
+        dot(be.array(a), be.array(b), out=out, trans_a=trans_a, trans_b=trans_b)
+        outs.append((be.to_host(out), be.flow.counts["-"]))
+    (b1, c1), (b2, c2), (plain, c3) = outs
+    np.testing.assert_array_equal(b1, b2)  # reproducible
+    assert c1 == c2 and c1[0] == c3[0]  # as many stored values counted
+    step = 2.0**-10 if fmt == "fp16" else 2.0**-7
+    np.testing.assert_allclose(b1, plain, rtol=step, atol=0)
+    assert (b1 == plain).mean() > (0.95 if stochastic else 0.99)
