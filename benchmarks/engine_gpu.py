@@ -49,7 +49,8 @@ def time_steps(step: Callable[[], None], sync: Callable[[], None], repeats: int,
 
 
 def neon_step(layers: list[dict[str, Any]], numerics: str, batch: int,
-              shape: tuple[int, ...], nclass: int) -> tuple[Callable[[], None], Any]:
+              shape: tuple[int, ...], nclass: int, timer: Any = None
+              ) -> tuple[Callable[[], None], Any]:
     from neon.backends import gen_backend
     from neon.models import Model
     from neon.optimizers import build_optimizer
@@ -65,13 +66,35 @@ def neon_step(layers: list[dict[str, Any]], numerics: str, batch: int,
     params = model.params
 
     def step() -> None:
-        y = model.fprop(x)
+        y = model.fprop(x, timer=timer)
         model.cost.bprop_shortcut(be, y, t, delta)
         be.quantize(delta)
-        model.bprop(delta)
-        opt.optimize(params, be)
+        model.bprop(delta, timer=timer)
+        if timer is None:
+            opt.optimize(params, be)
+        else:
+            with timer.span("optimizer", "update"):
+                opt.optimize(params, be)
 
+    if timer is not None:
+        timer.be = be
     return step, be.synchronize
+
+
+def profile(layers: list[dict[str, Any]], numerics: str, shape: tuple[int, ...],
+            nclass: int, batch: int, steps: int = 5) -> dict[str, dict[str, float]]:
+    """Per-layer milliseconds per step (device synchronized around each layer)."""
+    from neon.diagnostics import LayerTimer
+
+    timer = LayerTimer(None)
+    step, sync = neon_step(layers, numerics, batch, shape, nclass, timer)
+    step()
+    sync()
+    timer.reset()
+    for _ in range(steps):
+        step()
+        timer.batches += 1
+    return timer.summary()
 
 
 def torch_net(kind: str) -> Any:
@@ -119,6 +142,8 @@ def torch_step(kind: str, fp16: bool, batch: int, shape: tuple[int, ...],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print neon's per-layer time for AlexNet")
     parser.add_argument("--output")
     args = parser.parse_args(argv)
     repeats, steps = (3, 5) if args.quick else (5, 20)
@@ -151,7 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + kind + ": " + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in s.items()))
     for k, t in targets.items():
         print(f"  {k:26s} {ratios[k]:6.3f} (target >= {t})  {verdict(passed[k])}")
+    profiles = {}
+    if args.profile:
+        layers, batch, shape, nclass = cases["alexnet"]
+        for numerics in ("fp32", "fp16"):
+            prof = profile(layers, numerics, shape, nclass, batch)
+            profiles[numerics] = prof
+            print(f"  alexnet {numerics} per layer (ms/step): " + ", ".join(
+                f"{name} {sum(v.values()):.2f}" for name, v in prof.items()))
     write_result("engine_gpu", {
+        "profile": profiles,
         "gpu": gpu, "config": {"repeats": repeats, "steps": steps, "quick": args.quick},
         "seconds_per_step": seconds, "ratios": ratios,
         "targets": {k: f">= {t}" for k, t in targets.items()}, "passed": passed,

@@ -15,10 +15,14 @@ __all__ = [
     "CUDA_R_16F",
     "CUDA_R_32F",
     "PREAMBLE",
+    "bernoulli",
     "col2im_kernel",
     "flow_counter",
     "im2col_kernel",
+    "pool_kernels",
     "rounder",
+    "sgd_momentum",
+    "sgd_plain",
     "stochastic_rounder",
     "to_bf16_bits",
 ]
@@ -175,3 +179,118 @@ def im2col_kernel(cupy: Any) -> Any:
 @cache
 def col2im_kernel(cupy: Any) -> Any:
     return cupy.RawKernel(_COL2IM, "neon_col2im")
+
+
+@cache
+def bernoulli(cupy: Any) -> Any:
+    """``m = 1`` with probability threshold / 2**32 (counter-based bits, like rounding)."""
+    return cupy.ElementwiseKernel(
+        "uint64 seed, uint64 offset, uint32 threshold", "T m",
+        "m = nr_bits(seed, offset + (unsigned long long)i) < threshold ? (T)1 : (T)0",
+        "neon_bernoulli", preamble=PREAMBLE)
+
+
+_POOL = r"""
+extern "C" __global__ void neon_pool_fprop(
+        const float* x, float* out, int* argmax, int N, int C, int H, int W, int R, int S,
+        int sh, int sw, int ph, int pw, int P, int Q, int is_max) {
+    long long total = (long long)N * C * P * Q;
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        int q = idx % Q; long long t = idx / Q; int p = t % P; long long nc = t / P;
+        int h0 = p * sh - ph, w0 = q * sw - pw;
+        int h1 = min(h0 + R, H), w1 = min(w0 + S, W);
+        h0 = max(h0, 0); w0 = max(w0, 0);
+        const float* plane = x + nc * H * W;
+        if (is_max) {
+            float best = -INFINITY; int where = h0 * W + w0; bool nan = false;
+            for (int h = h0; h < h1; ++h)
+                for (int w = w0; w < w1; ++w) {
+                    float v = plane[h * W + w];
+                    if (isnan(v)) { best = v; where = h * W + w; nan = true; }  // last NaN
+                    else if (!nan && v > best) { best = v; where = h * W + w; }
+                }
+            out[idx] = best; argmax[idx] = where;
+        } else {
+            float acc = 0.0f;
+            for (int h = h0; h < h1; ++h)
+                for (int w = w0; w < w1; ++w) acc += plane[h * W + w];
+            out[idx] = acc / (float)((h1 - h0) * (w1 - w0));
+        }
+    }
+}
+extern "C" __global__ void neon_pool_bprop(
+        const float* delta, float* out, const int* argmax, int N, int C, int H, int W,
+        int R, int S, int sh, int sw, int ph, int pw, int P, int Q, int is_max) {
+    long long total = (long long)N * C * H * W;
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        int w = idx % W; long long t = idx / W; int h = t % H; long long nc = t / H;
+        int plo = max(0, (h + ph - R + sh) / sh), phi = min(P - 1, (h + ph) / sh);
+        int qlo = max(0, (w + pw - S + sw) / sw), qhi = min(Q - 1, (w + pw) / sw);
+        if (h + ph - R + 1 < 0) plo = 0;
+        if (w + pw - S + 1 < 0) qlo = 0;
+        float acc = 0.0f;
+        for (int p = plo; p <= phi; ++p)
+            for (int q = qlo; q <= qhi; ++q) {
+                long long o = (nc * P + p) * Q + q;
+                if (is_max) {
+                    if (argmax[o] == h * W + w) acc += delta[o];
+                } else {
+                    int h0 = p * sh - ph, w0 = q * sw - pw;
+                    int cnt = (min(h0 + R, H) - max(h0, 0)) * (min(w0 + S, W) - max(w0, 0));
+                    acc += delta[o] / (float)cnt;
+                }
+            }
+        out[idx] = acc;
+    }
+}
+"""
+
+
+@cache
+def pool_kernels(cupy: Any) -> tuple[Any, Any]:
+    module = cupy.RawModule(code=_POOL)
+    return module.get_function("neon_pool_fprop"), module.get_function("neon_pool_bprop")
+
+
+_STORE = r"""
+__device__ __forceinline__ float neon_store(float x, int mode, unsigned long long seed,
+                                            unsigned long long index) {
+    if (mode == 0) return x;
+    unsigned int v = __float_as_uint(x);
+    if (mode == 1) v = nr_round_fp16(v);
+    else if (mode == 2) v = nr_round_bf16(v);
+    else if (mode == 3) v = sr_round_fp16(v, nr_bits(seed, index));
+    else v = sr_round_bf16(v, nr_bits(seed, index));
+    return __uint_as_float(v);
+}
+"""
+
+
+@cache
+def sgd_momentum(cupy: Any) -> Any:
+    """The CPU ``sgd_update`` kernel's arithmetic, one thread per weight."""
+    return cupy.ElementwiseKernel(
+        "T g, T lr, T mu, T inv_scale, T wd, int32 mode, uint64 seed, uint64 offset, "
+        "uint64 count, bool nesterov", "T w, T v",
+        """
+        T grad = g * inv_scale + wd * w;
+        T vel = (T)neon_store((float)(mu * v - lr * grad), mode, seed, offset + i);
+        if (mode == 0) vel = mu * v - lr * grad;
+        v = vel;
+        T step = nesterov ? mu * vel - lr * grad : vel;
+        T nw = w + step;
+        w = mode == 0 ? nw : (T)neon_store((float)nw, mode, seed, offset + count + i);
+        """, "neon_sgd_momentum", preamble=PREAMBLE + _STORE)
+
+
+@cache
+def sgd_plain(cupy: Any) -> Any:
+    return cupy.ElementwiseKernel(
+        "T g, T lr, T inv_scale, T wd, int32 mode, uint64 seed, uint64 offset, uint64 count",
+        "T w",
+        """
+        T nw = w - lr * (g * inv_scale + wd * w);
+        w = mode == 0 ? nw : (T)neon_store((float)nw, mode, seed, offset + count + i);
+        """, "neon_sgd_plain", preamble=PREAMBLE + _STORE)

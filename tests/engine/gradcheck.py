@@ -13,7 +13,7 @@ def numeric_grad(f: Any, x: np.ndarray, eps: float) -> np.ndarray:
     flat = x.reshape(-1)
     gflat = g.reshape(-1)
     for i in range(flat.size):
-        old = flat[i]
+        old = float(flat[i])  # a Python number: CuPy indexing returns a view
         flat[i] = old + eps
         up = f()
         flat[i] = old - eps

@@ -123,3 +123,77 @@ def test_digits_example_trains_on_the_gpu(numerics):
                           numerics=numerics)
     hist = build_experiment(cfg).run()
     assert hist.final["val_misclassification"] <= 0.05
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("fshape,strides,padding", [((3, 3), (2, 2), (0, 0)),
+                                                    ((3, 2), (1, 2), (1, 1)),
+                                                    ((2, 2), (2, 2), (0, 0))])
+def test_gpu_pool_kernels_match_the_generic_implementation(op, fshape, strides, padding):
+    import cupy
+
+    from neon.backends import gen_backend
+    from neon.backends.backend import Backend
+
+    be = gen_backend("gpu")
+    x = cupy.asarray(np.random.default_rng(0).standard_normal((2, 3, 9, 8), dtype=np.float32))
+    x[0, 0, 1, 1] = np.nan
+    n, c, h, w = x.shape
+    p = (h + 2 * padding[0] - fshape[0]) // strides[0] + 1
+    q = (w + 2 * padding[1] - fshape[1]) // strides[1] + 1
+    outs, amaxes, grads = [], [], []
+    for impl in (be.pool_fprop, lambda *a: Backend.pool_fprop(be, *a)):
+        out = cupy.empty((n, c, p, q), np.float32)
+        amax = cupy.empty((n, c, p, q), np.int32)
+        impl(x, out, amax, op, fshape, strides, padding)
+        outs.append(out)
+        amaxes.append(amax)
+    cupy.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-6)
+    if op == "max":
+        cupy.testing.assert_array_equal(amaxes[0], amaxes[1])
+    delta = cupy.asarray(np.random.default_rng(1).standard_normal((n, c, p, q), np.float32))
+    for impl in (be.pool_bprop, lambda *a: Backend.pool_bprop(be, *a)):
+        dx = cupy.empty_like(x)
+        impl(delta, dx, amaxes[0], op, fshape, strides, padding)
+        grads.append(dx)
+    cupy.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_dropout_masks_are_seeded_and_unbiased():
+    import cupy
+
+    from neon.backends import gen_backend
+
+    a, b = gen_backend("gpu", seed=4), gen_backend("gpu", seed=4)
+    a.set_epoch(0)
+    b.set_epoch(0)
+    ma, mb = a.bernoulli_mask((1000, 1000), 0.3), b.bernoulli_mask((1000, 1000), 0.3)
+    cupy.testing.assert_array_equal(ma, mb)
+    assert abs(float(ma.mean()) - 0.3) < 0.002
+    assert not bool((a.bernoulli_mask((1000, 1000), 0.3) == ma).all())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("numerics", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_gpu_fused_sgd_matches_the_cpu_kernel(numerics, momentum, nesterov):
+    import cupy
+
+    from neon.backends import gen_backend
+
+    rng = np.random.default_rng(0)
+    w0, g0, v0 = (rng.standard_normal(4096) * s for s in (1.0, 50.0, 0.1))
+    results = []
+    for name in ("cpu", "gpu"):
+        be = gen_backend(name, numerics)
+        w, g, v = be.array(w0), be.array(g0), be.array(v0)
+        be.sgd_update(w, g, v if momentum else None, 0.05, momentum, nesterov, 1 / 64, 1e-3)
+        results.append([be.to_host(a) for a in (w, v)])
+    (wc, vc), (wg, vg) = results
+    tol = {"fp32": 1e-6, "fp16": 2.0**-10, "bf16": 2.0**-7}[numerics]
+    np.testing.assert_allclose(wg, wc, rtol=tol, atol=1e-7)
+    if momentum:
+        np.testing.assert_allclose(vg, vc, rtol=tol, atol=1e-7)
+    assert cupy is not None
