@@ -203,7 +203,7 @@ extern "C" __global__ void neon_pool_fprop(
         h0 = max(h0, 0); w0 = max(w0, 0);
         const float* plane = x + nc * H * W;
         if (is_max) {
-            float best = -INFINITY; int where = h0 * W + w0; bool nan = false;
+            float best = __int_as_float(0xff800000); int where = h0 * W + w0; bool nan = false;
             for (int h = h0; h < h1; ++h)
                 for (int w = w0; w < w1; ++w) {
                     float v = plane[h * W + w];
