@@ -153,7 +153,14 @@ class GPUBackend(Backend):
     def _half_type(self) -> int:
         return kernels.CUDA_R_16F if self.format.name == "fp16" else kernels.CUDA_R_16BF
 
+    def _half_dtype(self) -> Any:
+        return np.float16 if self.format.name == "fp16" else np.uint16
+
     def _half(self, x: Any) -> Any:
+        """The 16-bit GEMM operand of ``x`` (exact: its values are already rounded); arrays
+        that already are 16-bit patterns pass through."""
+        if x.dtype in (np.float16, np.uint16):
+            return x
         if self.format.name == "fp16":
             return x.astype(np.float16)
         return kernels.to_bf16_bits(self.xp)(x.reshape(-1).view(np.uint32)).reshape(x.shape)
@@ -182,10 +189,66 @@ class GPUBackend(Backend):
         p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
         if out is None:
             out = self.empty((c * r * s, n * p * q), dtype=x.dtype)
+        self._im2col(x, out, "f32", fshape, strides, padding)
+        return out
+
+    def _im2col(self, x: Any, out: Any, kind: str, fshape: tuple[int, int],
+                strides: tuple[int, int], padding: tuple[int, int]) -> None:
+        """Unfold into ``out`` (rows = C*R*S): fp32, or 16-bit patterns (``f16``/``bf16``)."""
+        n, c, h, w = x.shape
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
+        npq = n * p * q
         x = self.xp.ascontiguousarray(x)
         args = (x, out, *(np.int32(v) for v in (n, c, h, w, r, s, sh, sw, ph, pw, p, q)))
-        _launch(kernels.im2col_kernel(self.xp), out.size, args)
-        return out
+        blocks = (max(1, min((npq + 255) // 256, 1024)), c * r * s)
+        kernels.im2col_kernels(self.xp)[kind](blocks, (256,), args)
+
+    def conv_fprop(self, x: Any, w: Any, bias: Any, out: Any, fshape: tuple[int, int],
+                   strides: tuple[int, int], padding: tuple[int, int], groups: int = 1,
+                   relu: bool = False, ws: dict[str, Any] | None = None,
+                   quantize: bool = False) -> Any:
+        """fp16/bf16: the unfolded input is written as 16-bit GEMM operands directly (one
+        pass instead of unfold + cast); fp32/fp64 use the generic path."""
+        if not self.format.emulated or x.dtype != np.float32:
+            return super().conv_fprop(x, w, bias, out, fshape, strides, padding, groups,
+                                      relu, ws, quantize)
+        ws = {} if ws is None else ws
+        n, c, h, wd = x.shape
+        k = w.shape[0]
+        crs = int(np.prod(w.shape[1:]))
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
+        npq = n * ((h + 2 * ph - r) // sh + 1) * ((wd + 2 * pw - s) // sw + 1)
+        col16 = self._work(ws, "col16", (c * r * s, npq), self._half_dtype())
+        self._im2col(x, col16, "f16" if self.format.name == "fp16" else "bf16", fshape,
+                     strides, padding)
+        cn = self._work(ws, "cn", (k, npq), x.dtype)
+        self._group_matmul(w.reshape(k, crs), col16, cn, groups)
+        self.cn_to_nchw(cn, out, bias, relu)
+        return self.quantize(out) if quantize else out
+
+    def conv_bprop(self, delta: Any, w: Any, dw: Any, db: Any, dx: Any,
+                   fshape: tuple[int, int], strides: tuple[int, int],
+                   padding: tuple[int, int], groups: int = 1, relu_y: Any = None,
+                   ws: dict[str, Any] | None = None, quantize: bool = False) -> Any:
+        if ws is None or "col16" not in ws:
+            return super().conv_bprop(delta, w, dw, db, dx, fshape, strides, padding, groups,
+                                      relu_y, ws, quantize)
+        k = w.shape[0]
+        kg = k // groups
+        crs = int(np.prod(w.shape[1:]))
+        cn, col16 = ws["cn"], ws["col16"]
+        self.nchw_to_cn(delta, cn, relu_y, db)
+        cn16 = self._half(cn)  # stored gradients times a 0/1 mask: exact in 16 bits
+        dwt = self._work(ws, "dwt", (groups * crs, kg), dw.dtype)
+        self._group_matmul(col16, cn16, dwt, groups, trans_b=True)
+        dw.reshape(groups, kg, crs)[...] = dwt.reshape(groups, crs, kg).transpose(0, 2, 1)
+        if dx is None:
+            return None
+        col = self._work(ws, "col", (col16.shape[0], col16.shape[1]), dx.dtype)
+        self._group_matmul(w.reshape(k, crs), cn16, col, groups, trans_a=True)
+        self.col2im(col, dx, fshape, strides, padding)
+        return self.quantize(dx) if quantize else dx
 
     def col2im(self, col: Any, out: Any, fshape: tuple[int, int], strides: tuple[int, int],
                padding: tuple[int, int]) -> Any:

@@ -18,7 +18,7 @@ __all__ = [
     "bernoulli",
     "col2im_kernel",
     "flow_counter",
-    "im2col_kernel",
+    "im2col_kernels",
     "pool_kernels",
     "rounder",
     "sgd_momentum",
@@ -124,20 +124,46 @@ def to_bf16_bits(cupy: Any) -> Any:
 
 
 _IM2COL = r"""
-extern "C" __global__ void neon_im2col(
-        const float* x, float* out, int N, int C, int H, int W, int R, int S,
+__device__ __forceinline__ unsigned short neon_fp16_bits(float f) {
+    // exact for values already representable in fp16 (stored activations are)
+    unsigned int u = __float_as_uint(f);
+    unsigned int sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+    if (a >= 0x7F800000u) return (unsigned short)(sign | 0x7C00u | (a > 0x7F800000u ? 0x200u : 0u));
+    if (a >= 0x38800000u)
+        return (unsigned short)(sign | (((a >> 23) - 112u) << 10) | ((a >> 13) & 0x3FFu));
+    return (unsigned short)(sign | (unsigned int)(__uint_as_float(a) * 16777216.0f));
+}
+template <int MODE> __device__ __forceinline__ unsigned short neon_bits(float v) {
+    return MODE == 1 ? neon_fp16_bits(v) : (unsigned short)(__float_as_uint(v) >> 16);
+}
+template <typename T, int MODE>
+__device__ __forceinline__ void neon_im2col(
+        const float* x, T* out, int N, int C, int H, int W, int R, int S,
         int sh, int sw, int ph, int pw, int P, int Q) {
-    long long total = (long long)C * R * S * N * P * Q;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)blockDim.x * gridDim.x) {
-        long long col = idx % ((long long)N * P * Q);
-        long long row = idx / ((long long)N * P * Q);
-        int q = col % Q; long long t = col / Q; int p = t % P; int n = t / P;
-        int s = row % S; long long u = row / S; int r = u % R; int c = u / R;
+    int row = blockIdx.y;  // (c, r, s)
+    int s = row % S, r = (row / S) % R, c = row / (R * S);
+    int npq = N * P * Q;
+    T* dst = out + (long long)row * npq;
+    for (int col = blockIdx.x * blockDim.x + threadIdx.x; col < npq;
+         col += blockDim.x * gridDim.x) {
+        int q = col % Q, t = col / Q, p = t % P, n = t / P;
         int h = p * sh - ph + r, w = q * sw - pw + s;
-        out[idx] = (h >= 0 && h < H && w >= 0 && w < W)
+        float v = (h >= 0 && h < H && w >= 0 && w < W)
             ? x[(((long long)n * C + c) * H + h) * W + w] : 0.0f;
+        if (MODE == 0) dst[col] = (T)v; else dst[col] = (T)neon_bits<MODE>(v);
     }
+}
+extern "C" __global__ void neon_im2col_f32(const float* x, float* out, int N, int C, int H,
+        int W, int R, int S, int sh, int sw, int ph, int pw, int P, int Q) {
+    neon_im2col<float, 0>(x, out, N, C, H, W, R, S, sh, sw, ph, pw, P, Q);
+}
+extern "C" __global__ void neon_im2col_f16(const float* x, unsigned short* out, int N, int C,
+        int H, int W, int R, int S, int sh, int sw, int ph, int pw, int P, int Q) {
+    neon_im2col<unsigned short, 1>(x, out, N, C, H, W, R, S, sh, sw, ph, pw, P, Q);
+}
+extern "C" __global__ void neon_im2col_bf16(const float* x, unsigned short* out, int N, int C,
+        int H, int W, int R, int S, int sh, int sw, int ph, int pw, int P, int Q) {
+    neon_im2col<unsigned short, 2>(x, out, N, C, H, W, R, S, sh, sw, ph, pw, P, Q);
 }
 """
 
@@ -145,24 +171,23 @@ _COL2IM = r"""
 extern "C" __global__ void neon_col2im(
         const float* col, float* out, int N, int C, int H, int W, int R, int S,
         int sh, int sw, int ph, int pw, int P, int Q) {
-    long long total = (long long)N * C * H * W;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)blockDim.x * gridDim.x) {
-        int w = idx % W; long long t = idx / W; int h = t % H; t /= H;
-        int c = t % C; int n = t / C;
+    int total = N * C * H * W;  // < 2**31 for any batch that fits in memory
+    long long npq = (long long)N * P * Q;
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += blockDim.x * gridDim.x) {
+        int w = idx % W, t = idx / W, h = t % H; t /= H;
+        int c = t % C, n = t / C;
+        int plo = max(0, (h + ph - R + sh) / sh), phi = min(P - 1, (h + ph) / sh);
+        int qlo = max(0, (w + pw - S + sw) / sw), qhi = min(Q - 1, (w + pw) / sw);
+        if (h + ph - R + 1 < 0) plo = 0;
+        if (w + pw - S + 1 < 0) qlo = 0;
         float acc = 0.0f;
-        for (int r = 0; r < R; ++r) {
-            int hp = h + ph - r;
-            if (hp < 0 || hp % sh) continue;
-            int p = hp / sh;
-            if (p >= P) continue;
-            for (int s = 0; s < S; ++s) {
-                int wq = w + pw - s;
-                if (wq < 0 || wq % sw) continue;
-                int q = wq / sw;
-                if (q >= Q) continue;
+        for (int p = plo; p <= phi; ++p) {
+            int r = h + ph - p * sh;
+            for (int q = qlo; q <= qhi; ++q) {
+                int s = w + pw - q * sw;
                 long long row = ((long long)c * R + r) * S + s;
-                acc += col[row * ((long long)N * P * Q) + ((long long)n * P + p) * Q + q];
+                acc += col[row * npq + ((long long)n * P + p) * Q + q];
             }
         }
         out[idx] = acc;
@@ -172,8 +197,10 @@ extern "C" __global__ void neon_col2im(
 
 
 @cache
-def im2col_kernel(cupy: Any) -> Any:
-    return cupy.RawKernel(_IM2COL, "neon_im2col")
+def im2col_kernels(cupy: Any) -> dict[str, Any]:
+    """im2col writing fp32, or exact fp16 / bf16 bit patterns (GEMM-ready 16-bit operands)."""
+    module = cupy.RawModule(code=_IM2COL)
+    return {name: module.get_function(f"neon_im2col_{name}") for name in ("f32", "f16", "bf16")}
 
 
 @cache
