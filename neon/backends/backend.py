@@ -506,20 +506,31 @@ class Backend:
         ``w += momentum * v - lr * grad``); without (``v`` None): ``w -= lr * grad``. ``g`` is
         not modified. Backends may fuse this into one pass; results agree to rounding.
         """
-        grad = g * inv_scale
+        xp = self.xp
+        step = self._scratch(g.shape, g.dtype)  # -lr * grad, without temporaries
+        xp.multiply(g, -lr * inv_scale, out=step)
         if weight_decay:
-            grad += weight_decay * w
+            step -= (lr * weight_decay) * w
         if v is None:
-            w -= lr * grad
+            w += step
         else:
             v *= momentum
-            v -= lr * grad
+            v += step
             self.quantize(v)
             if nesterov:
-                w += momentum * v - lr * grad
+                step += momentum * v
+                w += step
             else:
                 w += v
         self.quantize(w)
+
+    def _scratch(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A reusable work array (one per shape and dtype) for in-place update formulas."""
+        cache = self.__dict__.setdefault("_scratch_arrays", {})
+        key = (tuple(shape), np.dtype(dtype).str)
+        if key not in cache:
+            cache[key] = self.xp.empty(shape, dtype=dtype)
+        return cache[key]
 
     # ----------------------------------------------------------------- random numbers
     def _make_rng(self, seed: Any) -> Any:

@@ -123,3 +123,14 @@ def test_formats():
     assert get_format("bf16").mantissa_bits == 7
     assert not get_format("fp32").emulated and get_format("bf16").emulated
     assert gen_backend("cpu", "fp64").dtype == np.float64
+
+
+def test_all_finite_sees_every_inf_and_nan():
+    be = gen_backend("cpu", "fp16")
+    x = np.zeros(100_003, dtype=np.float32)
+    assert be.all_finite([x, x[:7]])
+    for bad in (np.inf, -np.inf, np.nan):
+        y = x.copy()
+        y[-1] = bad
+        assert not be.all_finite([x, y])
+    assert not gen_backend("cpu", "fp64").all_finite([np.array([1.0, np.nan])])
