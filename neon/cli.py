@@ -12,7 +12,7 @@ from typing import Any
 
 from neon.backends.numerics import FORMATS
 from neon.callbacks import Callback
-from neon.errors import TrainingDiverged, UserError
+from neon.errors import TrainingDiverged, cli_guard
 
 __all__ = ["format_table", "main"]
 
@@ -179,14 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"neon: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("neon: interrupted", file=sys.stderr)
-        return 130
+    return cli_guard("neon", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class UserError(Exception):
     """A mistake in the user's input (config file, flag, dataset path), not a bug.
@@ -62,3 +64,18 @@ class TrainingDiverged(RuntimeError):
         self.loss = loss
         where = f" (batch {batch})" if batch is not None else ""
         super().__init__(f"diverged at epoch {epoch}{where}: loss is {loss}")
+
+
+def cli_guard(prog: str, run: Any) -> int:
+    """Run a command's body: a ``UserError`` is one line on stderr and its exit code (2),
+    Ctrl-C is 130; anything else is a bug and keeps its traceback."""
+    import sys
+
+    try:
+        return run()
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

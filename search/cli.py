@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from neon.errors import UserError
+from neon.errors import UserError, cli_guard
 
 __all__ = ["main"]
 
@@ -196,19 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `neon-search ... | head` ends quietly
-    try:
+    def body() -> int:
         if argv and argv[0] in SUBCOMMANDS:
             from experiments import cli as experiments_cli
 
             return experiments_cli.main(argv)
         return run_sweep(sweep_parser().parse_args(argv))
-    except UserError as exc:
-        print(f"neon-search: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("neon-search: interrupted", file=sys.stderr)
-        return 130
 
+    return cli_guard("neon-search", body)
 
 if __name__ == "__main__":
     sys.exit(main())

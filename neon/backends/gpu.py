@@ -289,14 +289,19 @@ class GPUBackend(Backend):
                    quantize: bool = False) -> Any:
         if x.dtype != np.float32:
             return super().pool_fprop(x, out, argmax, op, fshape, strides, padding, quantize)
-        n, c, h, w = x.shape
-        p, q = out.shape[2:]
-        is_max = op == "max"
-        amax = argmax if is_max else self.xp.empty(1, dtype=np.int32)
-        args = (self.xp.ascontiguousarray(x), out, amax,
-                *(np.int32(v) for v in (n, c, h, w, *fshape, *strides, *padding, p, q, is_max)))
+        args = self._pool_args(x, out, x.shape, out.shape[2:], argmax, op, fshape, strides,
+                               padding)
         _launch(kernels.pool_kernels(self.xp)[0], out.size, args)
         return self.quantize(out) if quantize else out
+
+    def _pool_args(self, src: Any, out: Any, image: tuple[int, ...], pq: tuple[int, ...],
+                   argmax: Any, op: str, fshape: tuple[int, int], strides: tuple[int, int],
+                   padding: tuple[int, int]) -> tuple:
+        """Kernel arguments shared by the pooling kernels (argmax unused for ``avg``)."""
+        is_max = op == "max"
+        amax = argmax if is_max else self.xp.empty(1, dtype=np.int32)
+        dims = (*image, *fshape, *strides, *padding, *pq, is_max)
+        return (self.xp.ascontiguousarray(src), out, amax, *(np.int32(v) for v in dims))
 
     def pool_bprop(self, delta: Any, out: Any, argmax: Any, op: str, fshape: tuple[int, int],
                    strides: tuple[int, int], padding: tuple[int, int],
@@ -304,12 +309,8 @@ class GPUBackend(Backend):
         if delta.dtype != np.float32:
             return super().pool_bprop(delta, out, argmax, op, fshape, strides, padding,
                                       quantize)
-        n, c, h, w = out.shape
-        p, q = delta.shape[2:]
-        is_max = op == "max"
-        amax = argmax if is_max else self.xp.empty(1, dtype=np.int32)
-        args = (self.xp.ascontiguousarray(delta), out, amax,
-                *(np.int32(v) for v in (n, c, h, w, *fshape, *strides, *padding, p, q, is_max)))
+        args = self._pool_args(delta, out, out.shape, delta.shape[2:], argmax, op, fshape,
+                               strides, padding)
         _launch(kernels.pool_kernels(self.xp)[1], out.size, args)
         return self.quantize(out) if quantize else out
 

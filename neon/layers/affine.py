@@ -48,14 +48,8 @@ class Affine(Layer):
     def expand(self) -> list[Layer]:
         if not self.batch_norm:
             return [self]
-        from neon.layers.activation import ActivationLayer
-        from neon.layers.normalization import BatchNorm
-
         base = Affine(self.nout, self.init, bias=False, flatten=self.flatten, name=self.name)
-        layers: list[Layer] = [base, BatchNorm()]
-        if self.activation is not None:
-            layers.append(ActivationLayer(self.activation))
-        return layers
+        return self.with_batch_norm(base, self.activation)
 
     def configure(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         super().configure(in_shape)

@@ -59,6 +59,18 @@ class Layer:
         """The layers this spec stands for (e.g. affine + batch norm + activation)."""
         return [self]
 
+    @staticmethod
+    def with_batch_norm(base: Layer, activation: Any) -> list[Layer]:
+        """``base`` (built without bias), batch norm, then ``activation`` if any: what
+        ``batch_norm: true`` on a layer with a fused activation expands to."""
+        from neon.layers.activation import ActivationLayer
+        from neon.layers.normalization import BatchNorm
+
+        layers: list[Layer] = [base, BatchNorm()]
+        if activation is not None:
+            layers.append(ActivationLayer(activation))
+        return layers
+
     def configure(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Record the per-example input shape and return the output shape."""
         self.in_shape = tuple(int(s) for s in in_shape)

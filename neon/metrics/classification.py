@@ -22,9 +22,10 @@ def _topk_hits(be: Any, y: Any, labels: Any, k: int) -> tuple[float, int]:
     return float(hits.sum()), int(lab.shape[0])
 
 
-@METRICS.register("misclassification")
-class Misclassification(Metric):
-    """Fraction of examples whose label is not among the top ``top_k`` outputs."""
+class _TopK(Metric):
+    """Shared by the top-k metrics: ``top_k`` and the ``top5_`` name prefix."""
+
+    base_name = ""
 
     def __init__(self, top_k: int = 1) -> None:
         if top_k < 1:
@@ -33,7 +34,14 @@ class Misclassification(Metric):
 
     @property
     def name(self) -> str:
-        return "misclassification" if self.top_k == 1 else f"top{self.top_k}_misclassification"
+        return self.base_name if self.top_k == 1 else f"top{self.top_k}_{self.base_name}"
+
+
+@METRICS.register("misclassification")
+class Misclassification(_TopK):
+    """Fraction of examples whose label is not among the top ``top_k`` outputs."""
+
+    base_name = "misclassification"
 
     def batch(self, be: Any, y: Any, labels: Any) -> tuple[float, int]:
         hits, n = _topk_hits(be, y, labels, self.top_k)
@@ -41,19 +49,11 @@ class Misclassification(Metric):
 
 
 @METRICS.register("accuracy")
-class Accuracy(Metric):
+class Accuracy(_TopK):
     """Fraction of examples whose label is among the top ``top_k`` outputs."""
 
+    base_name = "accuracy"
     higher_is_better = True
-
-    def __init__(self, top_k: int = 1) -> None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        self.top_k = int(top_k)
-
-    @property
-    def name(self) -> str:
-        return "accuracy" if self.top_k == 1 else f"top{self.top_k}_accuracy"
 
     def batch(self, be: Any, y: Any, labels: Any) -> tuple[float, int]:
         return _topk_hits(be, y, labels, self.top_k)
