@@ -24,7 +24,7 @@ from benchmarks.common import verdict, write_result
 TEMPLATE = """\
 name: overhead
 backend: {name: cpu, numerics: fp32}
-dataset: {name: synthetic, shape: [64], nclass: 10, ntrain: 2048, nvalid: 256,
+dataset: {name: synthetic, shape: [64], nclass: 10, ntrain: 40000, nvalid: 2000,
           batch_size: 64}
 model:
   layers:

@@ -256,6 +256,8 @@ class SweepTracker(Tracker):
         self.parent: RunLogger | None = None
         self.runs: dict[str, RunLogger] = {}
         self.writer: _Writer | None = None
+        self._pending_epochs: dict[str, list[tuple[int, dict[str, float]]]] = {}
+        self._pending_lock = threading.Lock()
 
     @classmethod
     def from_sweep(cls, sweep: Any, uri_override: str | None = None) -> SweepTracker:
@@ -379,10 +381,28 @@ class SweepTracker(Tracker):
             return {}
 
     def log_epochs(self, trial: Any, records: list[dict[str, float]], first_epoch: int) -> None:
+        """Queue epochs; epochs that pile up while the writer is busy go in one batch."""
         logger = self.runs.get(trial.id)
-        if logger is not None:
-            records = [dict(r) for r in records]
-            self.writer(lambda: logger.epochs(records, first_epoch))
+        if logger is None:
+            return
+        with self._pending_lock:
+            pending = self._pending_epochs.setdefault(trial.id, [])
+            scheduled = bool(pending)
+            pending.extend((first_epoch + i, dict(r)) for i, r in enumerate(records))
+        if not scheduled:
+            self.writer(lambda: self._flush_epochs(trial.id, logger))
+
+    def _flush_epochs(self, trial_id: str, logger: RunLogger) -> None:
+        with self._pending_lock:
+            pending = self._pending_epochs.pop(trial_id, [])
+        pending.sort(key=lambda item: item[0])
+        start = 0
+        while start < len(pending):  # consecutive epochs per call (a resume can leave gaps)
+            end = start + 1
+            while end < len(pending) and pending[end][0] == pending[end - 1][0] + 1:
+                end += 1
+            logger.epochs([r for _, r in pending[start:end]], pending[start][0])
+            start = end
 
     def trial_finished(self, trial: Any) -> None:
         logger = self.runs.get(trial.id)
