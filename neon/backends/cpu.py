@@ -51,26 +51,28 @@ class CPUBackend(Backend):
         if self.stochastic_rounding:
             offset = np.uint64(self.next_rounding_offset(bits.size))
             if not counted:
-                kernels.FAST_STOCHASTIC_ROUNDERS[fmt](bits, bits, np.uint64(self.seed), offset)
+                kernels.FAST_STOCHASTIC_ROUNDERS[fmt](bits, np.uint64(self.seed), offset)
                 return 0, 0
-            return kernels.STOCHASTIC_ROUNDERS[fmt].serial(bits, bits, np.uint64(self.seed),
-                                                           offset)
+            return kernels.STOCHASTIC_ROUNDERS[fmt].serial(bits, np.uint64(self.seed), offset)
         if not counted:
-            kernels.FAST_ROUNDERS[fmt](bits, bits)
+            kernels.FAST_ROUNDERS[fmt](bits)
             return 0, 0
-        return kernels.ROUNDERS[fmt].serial(bits, bits)
+        return kernels.ROUNDERS[fmt].serial(bits)
 
     def _flow_counts(self, x: np.ndarray) -> tuple[int, int]:
         return kernels.flow_counts(x.reshape(-1), x.dtype.type(self.format.tiny))
 
     def sgd_update(self, w: np.ndarray, g: np.ndarray, v: Any, lr: float, momentum: float,
                    nesterov: bool, inv_scale: float, weight_decay: float) -> None:
-        """fp16/bf16: one fused pass (measured 2x faster than array ops plus two roundings);
-        fp32/fp64 keep numpy's array ops, which are as fast as a numba loop here."""
+        """One fused pass (measured 2-2.5x faster than array ops and separate roundings);
+        numpy's array ops for non-contiguous arrays, and at full precision for plain SGD or
+        with overflow counting on."""
         mode = kernels.MODES.get((self.format.name, self.stochastic_rounding), 0)
-        if mode == 0 or not (w.flags.c_contiguous and g.flags.c_contiguous):
+        contiguous = w.flags.c_contiguous and g.flags.c_contiguous and (
+            v is None or v.flags.c_contiguous)
+        if not contiguous or (mode == 0 and (v is None or self.flow is not None)):
             return super().sgd_update(w, g, v, lr, momentum, nesterov, inv_scale, weight_decay)
-        dt = np.float32
+        dt = w.dtype.type
         if v is not None and mode < 3 and self.flow is None:
             kernels.FAST_MOMENTUM[self.format.name](
                 w.reshape(-1), g.reshape(-1), v.reshape(-1), dt(lr), dt(momentum),

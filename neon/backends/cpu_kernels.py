@@ -1,11 +1,13 @@
 """Fused CPU kernels (numba) for what numpy does slowly: rounding to fp16/bf16.
 
-numpy's float32->float16 cast runs at about 2.6 ns per element on the reference machine
+numpy's float32->float16 cast runs at about 1.9 ns per element on the reference machine
 (no SIMD loop), which would make fp16 emulation 3x slower than fp32; these kernels round in
-one parallel pass on the fp32 bit patterns (about 0.2 ns per element) and count overflow and
-underflow on the way, so the diagnostics cost no extra pass. Results are bit-identical to
-``numerics.round_nearest``; stochastic rounding is unbiased and reproducible for a seed,
-whatever the number of threads (counter-based random bits).
+place in one vectorized pass on the fp32 bit patterns (about 0.3 ns per element) and can
+count overflow and underflow on the way, so the diagnostics cost no extra pass. They take one
+array, not a source and a destination: LLVM cannot vectorize a loop whose input and output
+may alias, and every caller rounds in place (measured 2.7x slower through two views).
+Results are bit-identical to ``numerics.round_nearest``; stochastic rounding is unbiased and
+reproducible for a seed, whatever the number of threads (counter-based random bits).
 """
 
 from __future__ import annotations
@@ -75,17 +77,16 @@ def _random_bits(seed: np.uint64, index: np.uint64) -> np.uint32:
 # the loops that call them: about 8x faster than the branchy form on AVX2.
 @nb.njit(inline="always")
 def nearest_fp16(v):  # pragma: no cover - compiled
+    # Adding and removing M = 2**(e + 13), e the exponent of |v| (at least fp16's -14),
+    # rounds |v| to fp16's spacing 2**(e - 10) (2**-24 among subnormals), nearest-even.
     a = v & _ABS
-    normal = (a + _U(0xFFF) + ((a >> _U(13)) & _U(1))) & _U(0xFFFFE000)
-    overflow = normal > _FP16_MAX
-    normal = _INF if overflow else normal
-    tiny = np.float32(np.rint(_U(a).view(np.float32) * _FP16_SCALE) * _FP16_QUANTUM)
-    sub = tiny.view(np.uint32)
-    is_normal = a >= _FP16_MIN_NORMAL
+    magic = _U(max(a & _INF, _FP16_MIN_NORMAL) + _U(13 << 23)).view(np.float32)
+    r = np.float32(np.float32(_U(a).view(np.float32) + magic) - magic).view(np.uint32)
     finite = a < _INF
-    r = (normal if is_normal else sub) if finite else a
-    over = 1 if (finite and is_normal and overflow) else 0
-    under = 1 if (a != _U(0) and not is_normal and sub < _FP16_MIN_NORMAL) else 0
+    overflow = r > _FP16_MAX
+    r = (_INF if overflow else r) if finite else a
+    over = 1 if (finite and overflow) else 0
+    under = 1 if (a != _U(0) and r < _FP16_MIN_NORMAL) else 0
     return (v & _SIGN) | r, over, under
 
 
@@ -131,52 +132,54 @@ def stochastic_bf16(v, bits):  # pragma: no cover - compiled
 
 
 @_kernel
-def round_fp16(src, dst):  # pragma: no cover - compiled
-    """Round fp32 bits ``src`` to nearest-even fp16 values into ``dst``; (overflow, underflow)."""
+def round_fp16(x):  # pragma: no cover - compiled
+    """Round fp32 bits ``x`` in place to nearest-even fp16 values; (overflow, underflow)."""
     over = 0
     under = 0
-    for i in nb.prange(src.size):
-        r, o, u = nearest_fp16(src[i])
-        dst[i] = r
+    for i in nb.prange(x.size):
+        r, o, u = nearest_fp16(x[i])
+        x[i] = r
         over += o
         under += u
     return over, under
 
 
 @_kernel
-def round_bf16(src, dst):  # pragma: no cover - compiled
-    """Round fp32 bits to nearest-even bf16 values; (overflow, underflow)."""
+def round_bf16(x):  # pragma: no cover - compiled
+    """Round fp32 bits ``x`` in place to nearest-even bf16 values; (overflow, underflow)."""
     over = 0
     under = 0
-    for i in nb.prange(src.size):
-        r, o, u = nearest_bf16(src[i])
-        dst[i] = r
+    for i in nb.prange(x.size):
+        r, o, u = nearest_bf16(x[i])
+        x[i] = r
         over += o
         under += u
     return over, under
 
 
 @_kernel
-def sround_fp16(src, dst, seed, offset):  # pragma: no cover - compiled
-    """Stochastically round fp32 bits to fp16 values (unbiased); (overflow, underflow)."""
+def sround_fp16(x, seed, offset):  # pragma: no cover - compiled
+    """Stochastically round fp32 bits in place to fp16 values (unbiased); (overflow,
+    underflow)."""
     over = 0
     under = 0
-    for i in nb.prange(src.size):
-        r, o, u = stochastic_fp16(src[i], _random_bits(seed, np.uint64(offset + i)))
-        dst[i] = r
+    for i in nb.prange(x.size):
+        r, o, u = stochastic_fp16(x[i], _random_bits(seed, np.uint64(offset + i)))
+        x[i] = r
         over += o
         under += u
     return over, under
 
 
 @_kernel
-def sround_bf16(src, dst, seed, offset):  # pragma: no cover - compiled
-    """Stochastically round fp32 bits to bf16 values (unbiased); (overflow, underflow)."""
+def sround_bf16(x, seed, offset):  # pragma: no cover - compiled
+    """Stochastically round fp32 bits in place to bf16 values (unbiased); (overflow,
+    underflow)."""
     over = 0
     under = 0
-    for i in nb.prange(src.size):
-        r, o, u = stochastic_bf16(src[i], _random_bits(seed, np.uint64(offset + i)))
-        dst[i] = r
+    for i in nb.prange(x.size):
+        r, o, u = stochastic_bf16(x[i], _random_bits(seed, np.uint64(offset + i)))
+        x[i] = r
         over += o
         under += u
     return over, under
@@ -265,27 +268,27 @@ def range_stats(x):  # pragma: no cover - compiled
 # speed of the loops. Serial on purpose: rounding is memory-bound (a second thread measured
 # no gain) and numba's threads would fight OpenBLAS's spinning ones between GEMMs.
 @nb.njit(**_OPTS)
-def round_fp16_fast(src, dst):  # pragma: no cover - compiled
-    for i in range(src.size):
-        dst[i] = nearest_fp16(src[i])[0]
+def round_fp16_fast(x):  # pragma: no cover - compiled
+    for i in range(x.size):
+        x[i] = nearest_fp16(x[i])[0]
 
 
 @nb.njit(**_OPTS)
-def round_bf16_fast(src, dst):  # pragma: no cover - compiled
-    for i in range(src.size):
-        dst[i] = nearest_bf16(src[i])[0]
+def round_bf16_fast(x):  # pragma: no cover - compiled
+    for i in range(x.size):
+        x[i] = nearest_bf16(x[i])[0]
 
 
 @nb.njit(**_OPTS)
-def sround_fp16_fast(src, dst, seed, offset):  # pragma: no cover - compiled
-    for i in range(src.size):
-        dst[i] = stochastic_fp16(src[i], _random_bits(seed, np.uint64(offset + i)))[0]
+def sround_fp16_fast(x, seed, offset):  # pragma: no cover - compiled
+    for i in range(x.size):
+        x[i] = stochastic_fp16(x[i], _random_bits(seed, np.uint64(offset + i)))[0]
 
 
 @nb.njit(**_OPTS)
-def sround_bf16_fast(src, dst, seed, offset):  # pragma: no cover - compiled
-    for i in range(src.size):
-        dst[i] = stochastic_bf16(src[i], _random_bits(seed, np.uint64(offset + i)))[0]
+def sround_bf16_fast(x, seed, offset):  # pragma: no cover - compiled
+    for i in range(x.size):
+        x[i] = stochastic_bf16(x[i], _random_bits(seed, np.uint64(offset + i)))[0]
 
 
 @nb.njit(inline="always")
@@ -319,6 +322,16 @@ def momentum_bf16(w, g, v, lr, mu, nesterov, inv_scale, wd):  # pragma: no cover
             np.float32)
 
 
+@nb.njit(**_OPTS)
+def momentum_full(w, g, v, lr, mu, nesterov, inv_scale, wd):  # pragma: no cover - compiled
+    """The fused SGD step with momentum at full precision (fp32/fp64 storage): one pass
+    where numpy's array ops take four (measured 2.5x faster)."""
+    for i in range(w.size):
+        vel, grad = _momentum_step(w, g, v, i, lr, mu, nesterov, inv_scale, wd)
+        v[i] = vel
+        w[i] += mu * vel - lr * grad if nesterov else vel
+
+
 ROUNDERS = {"fp16": round_fp16, "bf16": round_bf16}
 STOCHASTIC_ROUNDERS = {"fp16": sround_fp16, "bf16": sround_bf16}
 @nb.njit(**_OPTS)
@@ -332,4 +345,5 @@ def all_finite_bits(bits):  # pragma: no cover - compiled
 
 FAST_ROUNDERS = {"fp16": round_fp16_fast, "bf16": round_bf16_fast}
 FAST_STOCHASTIC_ROUNDERS = {"fp16": sround_fp16_fast, "bf16": sround_bf16_fast}
-FAST_MOMENTUM = {"fp16": momentum_fp16, "bf16": momentum_bf16}
+FAST_MOMENTUM = {"fp16": momentum_fp16, "bf16": momentum_bf16, "fp32": momentum_full,
+                 "fp64": momentum_full}

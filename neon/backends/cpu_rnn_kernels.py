@@ -158,10 +158,10 @@ def _lstm_fprop_rounded(gates, c_prev, c, tanh_c, h, gbits, cbits, tbits, hbits
             cn[j] = cj
             tc[j] = t
             hn[j] = o * t
-        o1, u1 = _ROUND(gbits[n], gbits[n])
-        o2, u2 = _ROUND(cbits[n], cbits[n])
-        o3, u3 = _ROUND(tbits[n], tbits[n])
-        o4, u4 = _ROUND(hbits[n], hbits[n])
+        o1, u1 = _ROUND(gbits[n])
+        o2, u2 = _ROUND(cbits[n])
+        o3, u3 = _ROUND(tbits[n])
+        o4, u4 = _ROUND(hbits[n])
         over += o1 + o2 + o3 + o4
         under += u1 + u2 + u3 + u4
     return over, under
@@ -193,8 +193,8 @@ def _lstm_bprop_rounded(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev, dgbits, 
             do[j] = d * tc * (o * (_ONE - o))
             dg[j] = dct * i * (_ONE - g * g)
             dcp[j] = dct * f
-        o1, u1 = _ROUND(dgbits[n], dgbits[n])
-        o2, u2 = _ROUND(dcbits[n], dcbits[n])
+        o1, u1 = _ROUND(dgbits[n])
+        o2, u2 = _ROUND(dcbits[n])
         over += o1 + o2
         under += u1 + u2
     return over, under
