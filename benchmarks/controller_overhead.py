@@ -4,7 +4,9 @@ Efficiency = ideal / wall, where ideal = (sum of the trials' own seconds, as mea
 the workers) / workers; overhead per trial = (wall - ideal) * workers / trials. Ray Tune
 reports 14% overhead for 1 s trials. With ``--mlflow`` the local run is repeated with MLflow
 logging to a fresh SQLite store, and ``experiments.load`` is timed on a store of 1000
-trials. Writes benchmarks/results/controller_overhead.json.
+trials. Targets: the controller's own (efficiency >= 90%, <= 50 ms a trial) for each executor
+without tracking; with MLflow, <= 50 ms a trial more than the same run without it. Writes
+benchmarks/results/controller_overhead.json.
 
     python -m benchmarks.controller_overhead [--quick] [--trials 200] [--mlflow]
 """
@@ -136,12 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{trials} trials of ~{seconds} s ({epochs} epochs), 2 workers")
     passed: dict[str, bool] = {}
     for name, r in runs.items():
+        line = (f"  {name:13s} wall {r['wall_seconds']:7.1f} s, ideal {r['ideal_seconds']:7.1f} s,"
+                f" efficiency {r['efficiency']:.3f}")
+        if name == "local_mlflow":  # its target is the difference to "local", below
+            print(f"{line}, overhead {r['overhead_ms_per_trial']:6.1f} ms/trial")
+            continue
         ok_eff = r["efficiency"] >= 0.90
         ok_ms = r["overhead_ms_per_trial"] <= 50
         passed[f"{name}_efficiency"] = ok_eff
         passed[f"{name}_overhead"] = ok_ms
-        print(f"  {name:13s} wall {r['wall_seconds']:7.1f} s, ideal {r['ideal_seconds']:7.1f} s,"
-              f" efficiency {r['efficiency']:.3f} (>= 0.90 {verdict(ok_eff)}), overhead "
+        print(f"{line} (>= 0.90 {verdict(ok_eff)}), overhead "
               f"{r['overhead_ms_per_trial']:6.1f} ms/trial (<= 50 {verdict(ok_ms)})")
     extra: dict[str, Any] = {}
     if args.mlflow and "local" in runs:
