@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "engine"))
+
+# A suite started in the background (``nohup``, ``&``) inherits SIGINT ignored, and so would
+# the CLI processes that the Ctrl-C tests interrupt; a handled signal resets at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def gpu_available() -> bool:

@@ -80,52 +80,64 @@ def _sigmoid(x):  # pragma: no cover - compiled
     return _HALF + _HALF * tanh_approx(_HALF * x)
 
 
+@nb.njit(inline="always", error_model="numpy")
+def _lstm_fprop_row(gates, c_prev, c, tanh_c, h, n):  # pragma: no cover - compiled
+    """Row ``n`` of ``_lstm_fprop``."""
+    nh = c.shape[1]
+    # 1-D row views: 2-D indexing in the inner loop stops LLVM from vectorizing it
+    gi, gf = gates[n, :nh], gates[n, nh: 2 * nh]
+    go, gg = gates[n, 2 * nh: 3 * nh], gates[n, 3 * nh:]
+    cp, cn, tc, hn = c_prev[n], c[n], tanh_c[n], h[n]
+    for j in range(nh):
+        i = _sigmoid(gi[j])
+        f = _sigmoid(gf[j])
+        o = _sigmoid(go[j])
+        g = tanh_approx(gg[j])
+        gi[j] = i
+        gf[j] = f
+        go[j] = o
+        gg[j] = g
+        cj = f * cp[j] + i * g
+        t = tanh_approx(cj)
+        cn[j] = cj
+        tc[j] = t
+        hn[j] = o * t
+
+
+@nb.njit(inline="always", error_model="numpy")
+def _lstm_bprop_row(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev, n):  # pragma: no cover
+    """Row ``n`` of ``_lstm_bprop``."""
+    nh = dh.shape[1]
+    gi, gf = gates[n, :nh], gates[n, nh: 2 * nh]
+    go, gg = gates[n, 2 * nh: 3 * nh], gates[n, 3 * nh:]
+    di, df = dgates[n, :nh], dgates[n, nh: 2 * nh]
+    do, dg = dgates[n, 2 * nh: 3 * nh], dgates[n, 3 * nh:]
+    cp, tcn, dhn, dcn, dcp = c_prev[n], tanh_c[n], dh[n], dc[n], dc_prev[n]
+    for j in range(nh):
+        i = gi[j]
+        f = gf[j]
+        o = go[j]
+        g = gg[j]
+        tc = tcn[j]
+        d = dhn[j]
+        dct = d * o * (_ONE - tc * tc) + dcn[j]
+        di[j] = dct * g * (i * (_ONE - i))
+        df[j] = dct * cp[j] * (f * (_ONE - f))
+        do[j] = d * tc * (o * (_ONE - o))
+        dg[j] = dct * i * (_ONE - g * g)
+        dcp[j] = dct * f
+
+
 def _lstm_fprop(gates, c_prev, c, tanh_c, h):  # pragma: no cover - compiled
     """Activations in place in ``gates`` (N, 4H); writes c, tanh(c), h (N, H)."""
-    nh = c.shape[1]
     for n in nb.prange(c.shape[0]):
-        # 1-D row views: 2-D indexing in the inner loop stops LLVM from vectorizing it
-        gi, gf = gates[n, :nh], gates[n, nh: 2 * nh]
-        go, gg = gates[n, 2 * nh: 3 * nh], gates[n, 3 * nh:]
-        cp, cn, tc, hn = c_prev[n], c[n], tanh_c[n], h[n]
-        for j in range(nh):
-            i = _sigmoid(gi[j])
-            f = _sigmoid(gf[j])
-            o = _sigmoid(go[j])
-            g = tanh_approx(gg[j])
-            gi[j] = i
-            gf[j] = f
-            go[j] = o
-            gg[j] = g
-            cj = f * cp[j] + i * g
-            t = tanh_approx(cj)
-            cn[j] = cj
-            tc[j] = t
-            hn[j] = o * t
+        _lstm_fprop_row(gates, c_prev, c, tanh_c, h, n)
 
 
 def _lstm_bprop(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev):  # pragma: no cover - compiled
     """Pre-activation gradients ``dgates`` (N, 4H) and ``dc_prev`` (may alias ``dc``)."""
-    nh = dh.shape[1]
     for n in nb.prange(dh.shape[0]):
-        gi, gf = gates[n, :nh], gates[n, nh: 2 * nh]
-        go, gg = gates[n, 2 * nh: 3 * nh], gates[n, 3 * nh:]
-        di, df = dgates[n, :nh], dgates[n, nh: 2 * nh]
-        do, dg = dgates[n, 2 * nh: 3 * nh], dgates[n, 3 * nh:]
-        cp, tcn, dhn, dcn, dcp = c_prev[n], tanh_c[n], dh[n], dc[n], dc_prev[n]
-        for j in range(nh):
-            i = gi[j]
-            f = gf[j]
-            o = go[j]
-            g = gg[j]
-            tc = tcn[j]
-            d = dhn[j]
-            dct = d * o * (_ONE - tc * tc) + dcn[j]
-            di[j] = dct * g * (i * (_ONE - i))
-            df[j] = dct * cp[j] * (f * (_ONE - f))
-            do[j] = d * tc * (o * (_ONE - o))
-            dg[j] = dct * i * (_ONE - g * g)
-            dcp[j] = dct * f
+        _lstm_bprop_row(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev, n)
 
 
 _ROUND = round_fp16.serial  # replaced per storage format in the compiled copies below
@@ -137,27 +149,10 @@ def _lstm_fprop_rounded(gates, c_prev, c, tanh_c, h, gbits, cbits, tbits, hbits
     (``*bits``: uint32 views of gates, c, tanh_c, h), while the row is in cache: the values
     equal those of the kernel followed by ``Backend.quantize`` of each output.
     Returns (overflow, underflow) counts."""
-    nh = c.shape[1]
     over = 0
     under = 0
     for n in nb.prange(c.shape[0]):
-        gi, gf = gates[n, :nh], gates[n, nh: 2 * nh]
-        go, gg = gates[n, 2 * nh: 3 * nh], gates[n, 3 * nh:]
-        cp, cn, tc, hn = c_prev[n], c[n], tanh_c[n], h[n]
-        for j in range(nh):
-            i = _sigmoid(gi[j])
-            f = _sigmoid(gf[j])
-            o = _sigmoid(go[j])
-            g = tanh_approx(gg[j])
-            gi[j] = i
-            gf[j] = f
-            go[j] = o
-            gg[j] = g
-            cj = f * cp[j] + i * g
-            t = tanh_approx(cj)
-            cn[j] = cj
-            tc[j] = t
-            hn[j] = o * t
+        _lstm_fprop_row(gates, c_prev, c, tanh_c, h, n)
         o1, u1 = _ROUND(gbits[n])
         o2, u2 = _ROUND(cbits[n])
         o3, u3 = _ROUND(tbits[n])
@@ -171,28 +166,10 @@ def _lstm_bprop_rounded(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev, dgbits, 
                         ):  # pragma: no cover - compiled
     """``_lstm_bprop`` plus nearest rounding of the dgates and dc_prev rows (uint32 views
     ``dgbits``, ``dcbits``); returns (overflow, underflow) counts."""
-    nh = dh.shape[1]
     over = 0
     under = 0
     for n in nb.prange(dh.shape[0]):
-        gi, gf = gates[n, :nh], gates[n, nh: 2 * nh]
-        go, gg = gates[n, 2 * nh: 3 * nh], gates[n, 3 * nh:]
-        di, df = dgates[n, :nh], dgates[n, nh: 2 * nh]
-        do, dg = dgates[n, 2 * nh: 3 * nh], dgates[n, 3 * nh:]
-        cp, tcn, dhn, dcn, dcp = c_prev[n], tanh_c[n], dh[n], dc[n], dc_prev[n]
-        for j in range(nh):
-            i = gi[j]
-            f = gf[j]
-            o = go[j]
-            g = gg[j]
-            tc = tcn[j]
-            d = dhn[j]
-            dct = d * o * (_ONE - tc * tc) + dcn[j]
-            di[j] = dct * g * (i * (_ONE - i))
-            df[j] = dct * cp[j] * (f * (_ONE - f))
-            do[j] = d * tc * (o * (_ONE - o))
-            dg[j] = dct * i * (_ONE - g * g)
-            dcp[j] = dct * f
+        _lstm_bprop_row(gates, c_prev, tanh_c, dh, dc, dgates, dc_prev, n)
         o1, u1 = _ROUND(dgbits[n])
         o2, u2 = _ROUND(dcbits[n])
         over += o1 + o2
