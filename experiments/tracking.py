@@ -15,6 +15,7 @@ import math
 import os
 import queue
 import re
+import shutil
 import sys
 import threading
 import time
@@ -463,10 +464,21 @@ class SweepTracker(Tracker):
         self.writer.close()
 
     def ui_hint(self) -> str:
+        cmd = _command("neon-search")
         return (f"MLflow: experiment '{self.experiment}' in {self.uri}\n"
-                f"  browse it: neon-search ui --tracking-uri {self.uri}   "
+                f"  browse it: {cmd} ui --tracking-uri {self.uri}   "
                 f"(then http://127.0.0.1:5000/#/experiments/{self.exp_id}/runs)\n"
-                f"  compare:   neon-search compare {self.experiment} --tracking-uri {self.uri}")
+                f"  compare:   {cmd} compare {self.experiment} --tracking-uri {self.uri}")
+
+
+def _command(name: str) -> str:
+    """``name`` as the user can type it: bare when on PATH, else the script of this
+    environment (``make demo`` runs from ``.venv`` without activating it)."""
+    script = Path(sys.executable).parent / name
+    if shutil.which(name) == str(script) or not script.exists():
+        return name
+    rel = os.path.relpath(script)
+    return str(script) if rel.startswith("..") else rel
 
 
 class SingleRunTracker:

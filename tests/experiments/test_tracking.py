@@ -175,3 +175,12 @@ def test_results_json_artifact_matches_trials(tracked_sweep):
     data = json.loads(Path(client.download_artifacts(parent.info.run_id, "results.json"))
                       .read_text())
     assert {t["id"] for t in data["trials"]} == {t.id for t in result.trials}
+
+
+def test_ui_hint_names_a_neon_search_command_that_runs_from_here():
+    from experiments.tracking import _command
+
+    cmd = _command("neon-search")
+    out = subprocess.run([cmd, "ui", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--tracking-uri" in out.stdout
