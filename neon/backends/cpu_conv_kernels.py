@@ -32,7 +32,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from neon.backends.cpu_kernels import _OPTS, _Kernel, _kernel, _renamed
+from neon.backends.cpu_kernels import _Kernel, _kernel
 
 __all__ = [
     "BLAS",
@@ -61,12 +61,7 @@ _BLOCK = 16  # pixels per block of the layout transposes (keeps both sides in L1
 def _sum_kernel(fn):
     """``_kernel`` allowing floating-point reassociation, so that loops with a sum (the bias
     gradient) vectorize: the sum's order changes (not its accuracy), nothing else does."""
-    kernel = _Kernel.__new__(_Kernel)
-    kernel.__doc__ = fn.__doc__
-    opts = {**_OPTS, "fastmath": {"reassoc"}}
-    kernel.serial = nb.njit(**opts)(_renamed(fn, "serial"))
-    kernel.parallel = nb.njit(parallel=True, **opts)(_renamed(fn, "parallel"))
-    return kernel
+    return _Kernel(fn, fastmath={"reassoc"})
 
 
 # ----------------------------------------------------------------------------- BLAS

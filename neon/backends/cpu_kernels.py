@@ -37,12 +37,14 @@ PARALLEL_MIN_SIZE = 1 << 16  # below this, thread start-up costs more than it sa
 
 
 class _Kernel:
-    """A kernel compiled twice: serial for small arrays, multi-threaded for large ones."""
+    """A kernel compiled twice: serial for small arrays, multi-threaded for large ones;
+    ``opts`` are numba options on top of ``_OPTS``."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, **opts):
         self.__doc__ = fn.__doc__
-        self.serial = nb.njit(**_OPTS)(_renamed(fn, "serial"))
-        self.parallel = nb.njit(parallel=True, **_OPTS)(_renamed(fn, "parallel"))
+        opts = {**_OPTS, **opts}
+        self.serial = nb.njit(**opts)(_renamed(fn, "serial"))
+        self.parallel = nb.njit(parallel=True, **opts)(_renamed(fn, "parallel"))
 
     def __call__(self, x, *args):
         kernel = self.parallel if x.size >= PARALLEL_MIN_SIZE else self.serial

@@ -23,13 +23,11 @@ import types
 import numba as nb
 import numpy as np
 
-from neon.backends.cpu_kernels import _renamed, round_bf16, round_fp16
+from neon.backends.cpu_kernels import _Kernel, round_bf16, round_fp16
 
 __all__ = ["LSTM_BPROP_ROUNDED", "LSTM_FPROP_ROUNDED", "PARALLEL_MIN_STATE", "lstm_bprop",
            "lstm_fprop", "run", "tanh_approx"]
 
-# error_model="numpy": no ZeroDivisionError checks, which would stop loop vectorization
-_OPTS = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
 PARALLEL_MIN_STATE = 1 << 16  # N*H below this: one thread (start-up costs more than it saves)
 
 _F = np.float32
@@ -43,13 +41,10 @@ _B0, _B2, _B4, _B6 = (_F(v) for v in (
     4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
 
 
-class _Kernel:
-    """Serial and threaded compilations of one kernel (see ``cpu_kernels._Kernel``)."""
-
-    def __init__(self, fn):
-        self.__doc__ = fn.__doc__
-        self.serial = nb.njit(**_OPTS)(_renamed(fn, "serial"))
-        self.parallel = nb.njit(parallel=True, **_OPTS)(_renamed(fn, "parallel"))
+def _kernel(fn) -> _Kernel:
+    """Serial and threaded compilations of ``fn``; error_model="numpy": no ZeroDivisionError
+    checks, which would stop loop vectorization."""
+    return _Kernel(fn, error_model="numpy")
 
 
 def run(kernel: _Kernel, state_size: int, *args):
@@ -185,10 +180,10 @@ def _with_rounder(fn, fmt: str, rounder):
     return copy
 
 
-lstm_fprop = _Kernel(_lstm_fprop)
-lstm_bprop = _Kernel(_lstm_bprop)
+lstm_fprop = _kernel(_lstm_fprop)
+lstm_bprop = _kernel(_lstm_bprop)
 # fused nearest rounding to fp16 / bf16 storage (stochastic rounding uses Backend.quantize)
-LSTM_FPROP_ROUNDED = {fmt: _Kernel(_with_rounder(_lstm_fprop_rounded, fmt, r.serial))
+LSTM_FPROP_ROUNDED = {fmt: _kernel(_with_rounder(_lstm_fprop_rounded, fmt, r.serial))
                       for fmt, r in (("fp16", round_fp16), ("bf16", round_bf16))}
-LSTM_BPROP_ROUNDED = {fmt: _Kernel(_with_rounder(_lstm_bprop_rounded, fmt, r.serial))
+LSTM_BPROP_ROUNDED = {fmt: _kernel(_with_rounder(_lstm_bprop_rounded, fmt, r.serial))
                       for fmt, r in (("fp16", round_fp16), ("bf16", round_bf16))}
