@@ -153,3 +153,20 @@ def test_max_pool_ties_and_nan_follow_the_contract(backend_name, f, st, pad):
     flat = x.reshape(2, 3, -1)
     picked = np.take_along_axis(flat, a1.reshape(2, 3, -1), axis=2).reshape(y1.shape)
     np.testing.assert_array_equal(picked, y1)
+
+
+@pytest.mark.parametrize("h,w", [(8, 10), (9, 8)])  # tiled by 2x2 windows, and not
+def test_max_pool_bprop_matches_the_generic_scatter(backend_name, h, w):
+    be = gen_backend(backend_name, "fp32")
+    p, q = h // 2, w // 2
+    xd = be.array(distinct_input((2, 3, h, w)))
+    y, am = be.empty((2, 3, p, q)), be.empty((2, 3, p, q), dtype=np.int32)
+    be.pool_fprop(xd, y, am, "max", (2, 2), (2, 2), (0, 0))
+    dy = np.random.default_rng(1).standard_normal((2, 3, p, q))
+    outs = []
+    for impl in (type(be), Backend):
+        dx = be.array(np.full((2, 3, h, w), 7.0))  # every element must be written
+        impl.pool_bprop(be, be.array(dy), dx, am, "max", (2, 2), (2, 2), (0, 0))
+        outs.append(be.to_host(dx))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert (outs[0] != 0).sum() == 2 * 3 * p * q  # one nonzero per window, nothing left at 7
