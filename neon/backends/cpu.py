@@ -157,6 +157,15 @@ class CPUBackend(Backend):
         if self.conv_col_order(n, p, q) == "npq":
             conv_kernels.im2col_nchw(_contiguous(x), out, r, s, sh, sw, ph, pw, p, q)
             return out
+        return self._im2col_chwn(x, out, fshape, strides, padding, p, q)
+
+    def _im2col_chwn(self, x: np.ndarray, out: np.ndarray, fshape: tuple[int, int],
+                     strides: tuple[int, int], padding: tuple[int, int], p: int, q: int,
+                     ) -> np.ndarray:
+        """Unfold ``x`` into ``out`` in "pqn" column order, through a CHWN copy; ``p``, ``q``
+        are the output rows and columns to unfold."""
+        n, c, h, w = x.shape
+        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
         xt = self._chwn_scratch((c, h, w, n), x.dtype)
         conv_kernels.nchw_to_chwn(_contiguous(x).reshape(n, c, h * w), xt.reshape(c, h * w, n))
         conv_kernels.im2col_chwn(xt, out.reshape(-1), c, h, w, n, r, s, sh, sw, ph, pw, p, q)
@@ -266,9 +275,7 @@ class CPUBackend(Backend):
         hu, qn = h + 2 * ph, q * n
         pqn = p * qn
         xs = self._work(ws, "xs", (c * s, hu * qn), x.dtype)
-        xt = self._chwn_scratch((c, h, wd, n), x.dtype)
-        conv_kernels.nchw_to_chwn(_contiguous(x).reshape(n, c, h * wd), xt.reshape(c, h * wd, n))
-        conv_kernels.im2col_chwn(xt, xs.reshape(-1), c, h, wd, n, 1, s, 1, sw, ph, pw, hu, q)
+        self._im2col_chwn(x, xs, (1, s), (1, sw), padding, hu, q)
         wr = self._work(ws, "wr", (r, k, cg * s), w.dtype)
         wr.reshape(r, k, cg, s)[...] = w.transpose(2, 0, 1, 3)
         cn = self._work(ws, "cn", (k, pqn), x.dtype)

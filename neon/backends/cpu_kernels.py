@@ -302,7 +302,8 @@ def _momentum_step(w, g, v, i, lr, mu, nesterov, inv_scale, wd):  # pragma: no c
 
 @nb.njit(inline="always")
 def _stored(x, bf16):  # pragma: no cover - compiled
-    """``x`` rounded to nearest-even bf16 (``bf16``) or fp16, as fp32."""
+    """``x`` rounded to nearest-even bf16 (``bf16``) or fp16, as fp32: ``store`` for the two
+    nearest modes only (its four-way dispatch keeps the loops scalar: measured 1.7x slower)."""
     v = np.float32(x).view(np.uint32)
     r = nearest_bf16(v)[0] if bf16 else nearest_fp16(v)[0]
     return np.uint32(r).view(np.float32)
