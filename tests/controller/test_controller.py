@@ -102,7 +102,8 @@ def test_missing_dataset_fails_trials_not_sweep(sweep_dir):
 
 
 def test_timeout_kills_the_trial(sweep_dir):
-    path = write_sweep(sweep_dir, trials=2, parallel=2, epochs=500,
+    # far more epochs than 2 s allow on any machine (the engine got fast enough for 500)
+    path = write_sweep(sweep_dir, trials=2, parallel=2, epochs=100_000,
                        extra_search="timeout_per_trial: 2")
     start = time.time()
     _, result = run(path, sweep_dir / "w")
@@ -189,7 +190,9 @@ def test_kill_9_then_resume_counts_trials_without_duplicates(sweep_dir):
 
 
 def test_ctrl_c_marks_killed_exits_130_and_resumes(sweep_dir):
-    path = write_sweep(sweep_dir, trials=3, parallel=2, epochs=200)
+    # trials outlast the 1 s before Ctrl-C on any machine; on resume they may time out
+    path = write_sweep(sweep_dir, trials=3, parallel=2, epochs=100_000,
+                       extra_search="timeout_per_trial: 4")
     workdir = sweep_dir / "w"
     proc = sweep_process(path, workdir)
     running = lambda: any(e["event"] == "trial" and e["trial"]["state"] == "running"  # noqa: E731

@@ -47,7 +47,7 @@ def test_dask_local_cluster_sweep_with_asha(sweep_dir):
 
 @pytest.mark.timeout(300)
 def test_dask_timeout_restarts_the_worker(sweep_dir):
-    path = write_sweep(sweep_dir, trials=1, parallel=1, epochs=1000,
+    path = write_sweep(sweep_dir, trials=1, parallel=1, epochs=100_000,
                        executor="{type: dask, local_workers: 1}",
                        extra_search="timeout_per_trial: 3")
     sweep = load_sweep(str(path))
