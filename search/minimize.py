@@ -67,7 +67,7 @@ def minimize(
     ``strategy``: a registry name (grid, random, tpe, spearmint), a ``{"type": ...,
     options}`` mapping, or a Strategy instance.  Stops early when a grid is exhausted.
     """
-    from search.strategies import build_strategy  # the registry loads strategies lazily
+    from search.strategies import build_strategy  # loads hyperopt: not at import time
 
     if trials < 0 or parallel < 1:
         raise ValueError("trials must be >= 0 and parallel >= 1")
