@@ -25,19 +25,20 @@ from search.template import (
     LogUniform,
     QUniform,
     RandInt,
+    Scalar,
     Site,
     Tag,
     Uniform,
     expand,
     is_scalar,
     iter_sites,
+    join_path,
     load_template,
     make_tag,
 )
 
 __all__ = ["INACTIVE", "Dimension", "Point", "Scalar", "SearchSpace", "point_key"]
 
-Scalar = float | int | str | bool
 Point = dict[str, Scalar]
 Kind = Literal["float", "int", "categorical"]
 
@@ -203,7 +204,7 @@ class Dimension:
 
     def contains(self, value: Any) -> bool:
         """Whether ``value`` is a value of this dimension."""
-        if self.kind == "categorical" or self.discrete:
+        if self.discrete:
             try:
                 self.index_of(value)
             except ValueError:
@@ -431,7 +432,7 @@ def _from_python(value: Any, path: str = "") -> Any:
         for key in value:
             if not isinstance(key, (str, int)):
                 raise ConfigError(f"keys must be strings, got {key!r}", key=path or None)
-        return {k: _from_python(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: _from_python(v, join_path(path, k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_python(v) for v in value]
     if value is None or is_scalar(value):

@@ -53,8 +53,7 @@ def run_job(spec: dict[str, Any], report: Reporter | None = None) -> dict[str, A
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     result: dict[str, Any] = {"type": "done", "key": key, "status": "ok", "error": None,
-                              "traceback": None, "history": history, "pid": os.getpid(),
-                              "started": time.time()}
+                              "traceback": None, "history": history, "pid": os.getpid()}
     try:
         cfg = apply_overrides(spec["config"], seed=spec.get("seed"), epochs=spec["epochs"],
                               **spec.get("overrides", {}))
@@ -73,7 +72,6 @@ def run_job(spec: dict[str, Any], report: Reporter | None = None) -> dict[str, A
         result.update(status="failed", error=_last_line(exc))
         result["traceback"] = _save_traceback(spec, traceback.format_exc())
     result["seconds"] = time.perf_counter() - start
-    result["ended"] = time.time()
     return result
 
 

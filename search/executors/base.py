@@ -75,8 +75,8 @@ class GPUSlots:
             return  # the trial fails with the backend's own "no GPU" message
         load = {g: 0 for g in self.gpus}
         for g in self.busy.values():
-            load[g] = load.get(g, 0) + 1
-        gpu = min(self.gpus, key=lambda g: (load[g], self.gpus.index(g)))
+            load[g] += 1
+        gpu = min(self.gpus, key=load.__getitem__)  # the first of the least loaded
         self.busy[job.key] = gpu
         job.spec.setdefault("env", {})["CUDA_VISIBLE_DEVICES"] = gpu
 

@@ -90,6 +90,10 @@ class Strategy:
         """Points asked but not yet told nor forgotten."""
         return list(self._pending.values())
 
+    def _used_keys(self) -> set[str]:
+        """``point_key``s of the points told or pending: not worth proposing again."""
+        return set(self._pending) | {point_key(o.point) for o in self.history}
+
     @property
     def exhausted(self) -> bool:
         """True when the strategy has nothing left to propose (grid done)."""

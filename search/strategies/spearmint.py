@@ -204,7 +204,8 @@ class Spearmint(Strategy):
         bests = [float(p.predict(z)[0].min()) for p in posteriors]
         success = None
         if len(ok) < len(observations):
-            inputs = self.encoder.encode_points([o.point for o in observations])
+            inputs = (z if fitted is observations
+                      else self.encoder.encode_points([o.point for o in observations]))
             outcomes = np.array([o.value is not None for o in observations], dtype=float)
             success = SuccessModel(inputs, outcomes, self.failure_prior)
         acquisition = Acquisition(posteriors, bests, success)
@@ -307,8 +308,7 @@ class Spearmint(Strategy):
         acquisition = self._acquisition(observations)
         if points:
             acquisition.add_pending(self.encoder.encode_points(points))
-        seen = {point_key(p) for p in self.pending}
-        seen.update(point_key(o.point) for o in self.history)
+        seen = self._used_keys()
         seen.update(point_key(p) for p in points)
         ok = [o for o in observations if o.value is not None]
         incumbent = min(ok, key=lambda o: o.value).point

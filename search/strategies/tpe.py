@@ -129,8 +129,7 @@ class TPE(Strategy):
     # -- ask ------------------------------------------------------------------------------
     def _suggest(self, n: int) -> list[Point]:
         trials = self._trials()
-        seen = {point_key(p) for p in self.pending}
-        seen.update(point_key(o.point) for o in self.history)
+        seen = self._used_keys()
         points: list[Point] = []
         for _ in range(n):
             tid = len(trials.trials)
