@@ -97,14 +97,40 @@ def run_sweep(folder: Path, epochs: int, trials: int, executor: str,
             "mean_trial_seconds": busy / trials}
 
 
+def fill_store(uri: str, experiment: str, n: int) -> None:
+    """``n`` synthetic trial runs (params, 20 metrics), for timing ``experiments.load``."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from experiments.tracking import KIND_TAG, client_for, experiment_id, resolve_uri
+
+    client = client_for(uri)
+    exp_id = experiment_id(client, experiment, resolve_uri(uri))
+    parent = client.create_run(exp_id, run_name="bench", tags={KIND_TAG: "sweep"})
+    now = int(time.time() * 1000)
+    for i in range(n):
+        run = client.create_run(exp_id, run_name=f"trial-{i // 2}-{'fp32' if i % 2 else 'fp16'}",
+                                tags={KIND_TAG: "trial",
+                                      "mlflow.parentRunId": parent.info.run_id})
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(f"m{j}", float(i + j), now, 3) for j in range(20)]
+            + [Metric("val_misclassification", 0.1, now, 3),
+               Metric("trial_seconds", 1.0, now, 3)],
+            params=[Param("optimizer.learning_rate", str(0.01 * (i // 2 + 1))),
+                    Param("numerics", "fp32" if i % 2 else "fp16")],
+            tags=[RunTag("state", "completed"), RunTag("cell", "fp32" if i % 2 else "fp16"),
+                  RunTag("number", str(i // 2)), RunTag("trial_id", f"{i // 2}-x")],
+            synchronous=True)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+
 def time_load(n: int) -> dict[str, float]:
     """Seconds for ``experiments.load`` on a store holding ``n`` trial runs."""
     from experiments.compare import load
-    from experiments.tracking import fill_store_for_benchmark
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
-        fill_store_for_benchmark(uri, "load-bench", n)
+        fill_store(uri, "load-bench", n)
         start = time.perf_counter()
         df = load("load-bench", tracking_uri=uri)
         seconds = time.perf_counter() - start

@@ -50,8 +50,7 @@ def ui_parser() -> argparse.ArgumentParser:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from experiments.compare import compare, load
-    from experiments.tracking import resolve_uri
+    from experiments.compare import compare, load, trained_rows
 
     df = load(args.experiment, tracking_uri=args.tracking_uri)
     result = compare(df, by=args.by, metric=args.metric, baseline=args.baseline,
@@ -64,9 +63,9 @@ def run_compare(args: argparse.Namespace) -> int:
         from experiments.plots import frame_figures, save_figures
         from experiments.tracking import client_for
 
-        client = client_for(resolve_uri(args.tracking_uri))
+        client = client_for(args.tracking_uri)
         histories = {}
-        ranked = df[df["state"].isin(["completed", "pruned"])].sort_values(args.metric)
+        ranked = trained_rows(df).sort_values(args.metric)
         for _, row in ranked.head(5).iterrows():
             hist = client.get_metric_history(row["run_id"], args.metric)
             hist = sorted(hist, key=lambda m: m.step)

@@ -112,11 +112,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def trained_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of trials that trained their whole budget (completed, or pruned at a rung)."""
+    return df[df["state"].isin(["completed", "pruned"])] if "state" in df else df
+
+
 def _usable(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         raise UserError("no trial runs to compare")
-    ok = df[df["state"].isin(["completed", "pruned"])] if "state" in df else df
-    return ok
+    return trained_rows(df)
 
 
 def compare(df: pd.DataFrame, by: str = "numerics", metric: str = "val_misclassification",

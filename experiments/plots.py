@@ -170,10 +170,10 @@ def sweep_figures(result: Any, top: int = 5) -> dict[str, plt.Figure]:
 def frame_figures(df: pd.DataFrame, metric: str, histories: dict[str, tuple[list, list]],
                   by: str = "cell", mode: str = "min") -> dict[str, plt.Figure]:
     """The same figures from ``experiments.load`` output (``compare --plots``)."""
-    from experiments.compare import META
+    from experiments.compare import META, trained_rows
 
     figs: dict[str, plt.Figure] = {}
-    ok = df[df["state"].isin(["completed", "pruned"])] if "state" in df else df
+    ok = trained_rows(df)
     ok = ok[ok[metric].notna()] if metric in ok else ok.iloc[0:0]
     if ok.empty:
         return figs

@@ -140,38 +140,52 @@ def _finite(value: Any) -> bool:
 class RunLogger:
     """Writes one MLflow run: params, per-epoch metric batches, tags, artifacts, status."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: Any, run_id: str, status: str | None = None) -> None:
         self.client = client
         self.run_id = run_id
-        self.last_step = 0
+        self.status = status  # as found when an existing run is reopened; None: created here
+        self.last_step = 0 if status is None else -1  # -1: not looked up yet
 
     @classmethod
     def create(cls, client: Any, exp_id: str, name: str, tags: dict[str, str]) -> RunLogger:
         run = client.create_run(exp_id, run_name=name, tags=tags)
         return cls(client, run.info.run_id)
 
+    def find_last_step(self) -> None:
+        """For a reopened run, the last epoch logged (looked up once): steps up to it are
+        not logged again."""
+        if self.last_step < 0:
+            history = self.client.get_metric_history(self.run_id, "train_loss")
+            self.last_step = max((m.step for m in history), default=0)
+
     def resume(self) -> None:
-        """Reopen a run: steps already logged are not logged again."""
-        history = self.client.get_metric_history(self.run_id, "train_loss")
-        self.last_step = max((m.step for m in history), default=0)
+        """Reopen a run to log more epochs."""
+        self.find_last_step()
         self.client.update_run(self.run_id, status="RUNNING")
+        self.status = "RUNNING"
 
     def params(self, params: dict[str, Any]) -> None:
+        """Log ``params``; a reopened run keeps the values it has (MLflow's are immutable)."""
         from mlflow.entities import Param
 
-        existing = self.client.get_run(self.run_id).data.params if self.last_step else {}
+        existing = self.client.get_run(self.run_id).data.params if self.status else {}
         items = [Param(safe_key(k), str(v)[:6000]) for k, v in params.items()
                  if safe_key(k) not in existing]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100], synchronous=True)
 
     def epochs(self, records: Iterable[dict[str, float]], first_epoch: int) -> None:
+        """Log consecutive epochs from ``first_epoch``."""
+        self.steps(enumerate(records, first_epoch))
+
+    def steps(self, records: Iterable[tuple[int, dict[str, float]]]) -> None:
+        """Log (epoch, metrics) pairs in increasing epoch order, in as few batches as
+        possible; epochs already logged are skipped."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         metrics = []
-        for offset, record in enumerate(records):
-            step = first_epoch + offset
+        for step, record in records:
             if step <= self.last_step:
                 continue
             self.last_step = step
@@ -262,10 +276,8 @@ class SweepTracker(Tracker):
 
     @classmethod
     def from_sweep(cls, sweep: Any, uri_override: str | None = None) -> SweepTracker:
-        uri = uri_override or sweep.tracking.get("uri")
-        if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            uri = f"sqlite:///{(Path.cwd() / uri[len('sqlite:///'):]).resolve()}"
-        return cls(uri, sweep.tracking.get("experiment") or sweep.name, sweep)
+        return cls(uri_override or sweep.tracking.get("uri"),
+                   sweep.tracking.get("experiment") or sweep.name, sweep)
 
     # ------------------------------------------------------------------ hooks
     def start_sweep(self, sweep: Any, resumed: bool, workdir: Any) -> None:
@@ -276,7 +288,7 @@ class SweepTracker(Tracker):
         state = Path(workdir) / "tracking.json"
         saved = json.loads(state.read_text()) if state.exists() else {}
         if resumed and saved.get("uri") == self.uri and saved.get("parent_run_id"):
-            self.parent = RunLogger(self.client, saved["parent_run_id"])
+            self.parent = RunLogger(self.client, saved["parent_run_id"], status="RUNNING")
             self.client.update_run(self.parent.run_id, status="RUNNING")
             self._reopen_children()
             return
@@ -303,9 +315,7 @@ class SweepTracker(Tracker):
         for run in runs:
             trial_id = run.data.tags.get("trial_id")
             if trial_id:
-                logger = RunLogger(self.client, run.info.run_id)
-                logger.last_step = -1  # looked up lazily when the trial runs again
-                self.runs[trial_id] = logger
+                self.runs[trial_id] = RunLogger(self.client, run.info.run_id, run.info.status)
 
     def _sweep_artifacts(self, parent: RunLogger, sweep: Any) -> None:
         if sweep.path is not None and sweep.path.exists():
@@ -320,10 +330,7 @@ class SweepTracker(Tracker):
         logger = self.runs.get(trial.id)
         if logger is not None:
             trial.run_id = logger.run_id
-            if logger.last_step < 0:
-                self.writer(logger.resume)
-            else:
-                self.writer(lambda: self.client.update_run(logger.run_id, status="RUNNING"))
+            self.writer(logger.resume)
             return
         params = {**trial.point, **trial.overrides, "seed": trial.seed}
         resolved = dict(config)
@@ -359,21 +366,12 @@ class SweepTracker(Tracker):
             history = [dict(r) for r in trial.history]
 
             def catch_up(logger: RunLogger = logger, history: list = history) -> None:
-                if logger.last_step < 0:
-                    steps = self.client.get_metric_history(logger.run_id, "train_loss")
-                    logger.last_step = max((m.step for m in steps), default=0)
+                logger.find_last_step()
                 logger.epochs(history, 1)
 
             self.writer(catch_up)
-            if trial.state.finished:
-                finish = self._finisher(trial, logger)
-
-                def finish_if_open(logger: RunLogger = logger, finish: Any = finish) -> None:
-                    status = self.client.get_run(logger.run_id).info.status
-                    if status in ("RUNNING", "SCHEDULED"):
-                        finish()
-
-                self.writer(finish_if_open)
+            if trial.state.finished and logger.status in (None, "RUNNING", "SCHEDULED"):
+                self.writer(self._finisher(trial, logger))
 
     def _config_of(self, trial: Any) -> dict[str, Any]:
         try:
@@ -396,14 +394,7 @@ class SweepTracker(Tracker):
     def _flush_epochs(self, trial_id: str, logger: RunLogger) -> None:
         with self._pending_lock:
             pending = self._pending_epochs.pop(trial_id, [])
-        pending.sort(key=lambda item: item[0])
-        start = 0
-        while start < len(pending):  # consecutive epochs per call (a resume can leave gaps)
-            end = start + 1
-            while end < len(pending) and pending[end][0] == pending[end - 1][0] + 1:
-                end += 1
-            logger.epochs([r for _, r in pending[start:end]], pending[start][0])
-            start = end
+        logger.steps(sorted(pending, key=lambda item: item[0]))
 
     def trial_finished(self, trial: Any) -> None:
         logger = self.runs.get(trial.id)
@@ -484,10 +475,9 @@ def _command(name: str) -> str:
 class SingleRunTracker:
     """``neon MODEL.yaml --mlflow``: one run with the same params/metrics layout."""
 
-    def __init__(self, logger: RunLogger, uri: str, exp_id: str) -> None:
+    def __init__(self, logger: RunLogger, uri: str) -> None:
         self.logger = logger
         self.uri = uri
-        self.exp_id = exp_id
 
     @classmethod
     def for_experiment(cls, exp: Any, model_path: str, uri: str | None) -> SingleRunTracker:
@@ -501,7 +491,7 @@ class SingleRunTracker:
                                          if k not in ("description",)}),
                        "numerics": exp.be.numerics, "backend": exp.be.name, "seed": exp.seed})
         logger.text(_yaml(exp.config), "model.yaml")
-        return cls(logger, uri, exp_id)
+        return cls(logger, uri)
 
     def callback(self) -> Callback:
         logger = self.logger
@@ -512,34 +502,9 @@ class SingleRunTracker:
 
         return _Log()
 
-    def finish(self, state: str, reason: str | None, final: dict[str, float] | None = None
-               ) -> None:
+    def finish(self, state: str, reason: str | None) -> None:
         self.logger.tags({"state": state, "failure_reason": reason})
         self.logger.finish(STATUS.get(state, "FINISHED"))
         print(f"MLflow run {self.logger.run_id} in {self.uri} "
-              f"(neon-search ui --tracking-uri {self.uri})")
+              f"({_command('neon-search')} ui --tracking-uri {self.uri})")
 
-
-def fill_store_for_benchmark(uri: str, experiment: str, n: int) -> None:
-    """``n`` synthetic trial runs (params, 20 metrics), for timing ``experiments.load``."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    client = client_for(uri)
-    exp_id = experiment_id(client, experiment, resolve_uri(uri))
-    parent = client.create_run(exp_id, run_name="bench", tags={KIND_TAG: "sweep"})
-    now = int(time.time() * 1000)
-    for i in range(n):
-        run = client.create_run(exp_id, run_name=f"trial-{i // 2}-{'fp32' if i % 2 else 'fp16'}",
-                                tags={KIND_TAG: "trial",
-                                      "mlflow.parentRunId": parent.info.run_id})
-        client.log_batch(
-            run.info.run_id,
-            metrics=[Metric(f"m{j}", float(i + j), now, 3) for j in range(20)]
-            + [Metric("val_misclassification", 0.1, now, 3),
-               Metric("trial_seconds", 1.0, now, 3)],
-            params=[Param("optimizer.learning_rate", str(0.01 * (i // 2 + 1))),
-                    Param("numerics", "fp32" if i % 2 else "fp16")],
-            tags=[RunTag("state", "completed"), RunTag("cell", "fp32" if i % 2 else "fp16"),
-                  RunTag("number", str(i // 2)), RunTag("trial_id", f"{i // 2}-x")],
-            synchronous=True)
-        client.set_terminated(run.info.run_id, "FINISHED")

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save:
         exp.model.save(args.save, exp.optimizer)
     if tracker is not None:
-        tracker.finish("completed", None, final)
+        tracker.finish("completed", None)
     print("final: " + " ".join(f"{k}={_fmt(v)}" for k, v in final.items())
           + f" ({total:.1f} s)" + (f"; saved {args.save}" if args.save else ""))
     if args.diagnostics and not args.quiet:
