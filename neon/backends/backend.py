@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from neon.backends.numerics import Format, get_format
+from neon.backends.numerics import STORE_MODES, Format, get_format
 
 __all__ = ["Backend", "FlowCounter"]
 
@@ -77,6 +77,11 @@ class Backend:
     @property
     def numerics(self) -> str:
         return self.format.name
+
+    @property
+    def store_mode(self) -> int:
+        """How the fused kernels round what they store (``numerics.STORE_MODES``)."""
+        return STORE_MODES.get((self.format.name, self.stochastic_rounding), 0)
 
     @property
     def dtype(self) -> np.dtype:
@@ -305,11 +310,11 @@ class Backend:
         arrays there that ``conv_bprop`` of the same minibatch needs, and reuses them for the
         next minibatch. This generic version is im2col + one GEMM per group + cn_to_nchw.
         """
-        n, c, h, wd = x.shape
+        n, c = x.shape[:2]
         k = w.shape[0]
         crs = int(np.prod(w.shape[1:]))
-        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
-        p, q = (h + 2 * ph - r) // sh + 1, (wd + 2 * pw - s) // sw + 1
+        r, s = fshape
+        p, q = out.shape[2:]
         ws = {} if ws is None else ws
         col = self._work(ws, "col", (c * r * s, n * p * q), x.dtype)
         self.im2col(x, fshape, strides, padding, out=col)

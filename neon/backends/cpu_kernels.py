@@ -187,13 +187,10 @@ def sround_bf16(x, seed, offset):  # pragma: no cover - compiled
     return over, under
 
 
-# Rounding modes of the fused kernels: 0 keeps the value (fp32/fp64 storage).
-MODES = {("fp16", False): 1, ("bf16", False): 2, ("fp16", True): 3, ("bf16", True): 4}
-
-
 @nb.njit(inline="always")
 def store(x, mode, seed, index):  # pragma: no cover - compiled
-    """``x`` as stored under ``mode``: (value, overflowed, underflowed)."""
+    """``x`` as stored under ``mode`` (``numerics.STORE_MODES``): (value, overflowed,
+    underflowed)."""
     if mode == 0:
         return x, 0, 0
     v = np.float32(x).view(np.uint32)

@@ -269,9 +269,7 @@ class GPUBackend(Backend):
         if self.flow is not None:  # the diagnostics count what each rounding does
             return super().sgd_update(w, g, v, lr, momentum, nesterov, inv_scale,
                                       weight_decay)
-        from neon.backends.cpu_kernels import MODES
-
-        mode = np.int32(MODES.get((self.format.name, self.stochastic_rounding), 0))
+        mode = np.int32(self.store_mode)
         n = int(w.size)
         offset = self.next_rounding_offset(2 * n) if mode > 2 else 0
         dt = w.dtype.type

@@ -58,6 +58,8 @@ FORMATS: dict[str, Format] = {
     "fp16": _format("fp16", np.float16, np.float32),
     "bf16": _format("bf16", ml_dtypes.bfloat16, np.float32),
 }
+# Codes of the storage rounding in the fused kernels (CPU and GPU): 0 keeps the value.
+STORE_MODES = {("fp16", False): 1, ("bf16", False): 2, ("fp16", True): 3, ("bf16", True): 4}
 _ALIASES = {"float64": "fp64", "float32": "fp32", "float16": "fp16", "half": "fp16",
             "bfloat16": "bf16", "single": "fp32", "double": "fp64"}
 
