@@ -31,7 +31,7 @@ import numpy as np
 
 from neon.datasets.dataset import DATASETS, data_dir
 from neon.datasets.iterator import Data
-from neon.errors import DatasetError, UserError
+from neon.errors import DatasetError, UserError, cli_guard
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -434,20 +434,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="image decoding processes (all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    try:
-        summary = write_macrobatches(args.src, args.out, args.size, args.crop,
-                                     args.images_per_batch, args.valid_fraction, args.seed,
-                                     args.workers, progress=not args.quiet)
-    except (UserError, ValueError) as exc:
-        print(f"neon-macrobatch: error: {exc}", file=sys.stderr)
-        return 2
-    skipped = summary["skipped"]
-    print(f"neon-macrobatch: {summary['train']} training and {summary['val']} validation "
-          f"images of {summary['classes']} classes in {summary['train_files']} + "
-          f"{summary['val_files']} macrobatches in {summary['out']}"
-          + (f"; skipped {len(skipped)} unreadable files (first: {skipped[0]})"
-             if skipped else ""))
-    return 0
+
+    def run() -> int:
+        try:
+            summary = write_macrobatches(args.src, args.out, args.size, args.crop,
+                                         args.images_per_batch, args.valid_fraction, args.seed,
+                                         args.workers, progress=not args.quiet)
+        except ValueError as exc:  # an option value out of range
+            raise UserError(str(exc)) from exc
+        skipped = summary["skipped"]
+        print(f"neon-macrobatch: {summary['train']} training and {summary['val']} validation "
+              f"images of {summary['classes']} classes in {summary['train_files']} + "
+              f"{summary['val_files']} macrobatches in {summary['out']}"
+              + (f"; skipped {len(skipped)} unreadable files (first: {skipped[0]})"
+                 if skipped else ""))
+        return 0
+
+    return cli_guard("neon-macrobatch", run)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ from typing import Any
 
 from neon.initializers import Initializer, build_initializer
 from neon.layers.layer import LAYERS, Layer
+from neon.transforms.activation import Logistic
 
 __all__ = ["RBMLayer"]
+
+_SIGMOID = Logistic()
 
 
 @LAYERS.register("rbm")
@@ -54,24 +57,17 @@ class RBMLayer(Layer):
         self.vbias = self.add_param("vbias", be.zeros((nv,)), decay=False)
 
     # ----------------------------------------------------------------- conditionals
-    def _logistic(self, x: Any) -> Any:
-        xp = self.be.xp
-        xp.negative(x, out=x)
-        xp.exp(x, out=x)
-        x += 1
-        return xp.reciprocal(x, out=x)
-
     def hidden_probs(self, v: Any, out: Any = None) -> Any:
         """P(h = 1 | v) = sigm(v W + hbias), rounded to storage."""
         out = self.be.dot(v, self.W.value, out=out)
         out += self.hbias.value
-        return self.be.quantize(self._logistic(out))
+        return self.be.quantize(_SIGMOID.fprop(self.be, out, out))
 
     def visible_probs(self, h: Any, out: Any = None) -> Any:
         """P(v = 1 | h) = sigm(h W^T + vbias), rounded to storage."""
         out = self.be.dot(h, self.W.value, out=out, trans_b=True)
         out += self.vbias.value
-        return self.be.quantize(self._logistic(out))
+        return self.be.quantize(_SIGMOID.fprop(self.be, out, out))
 
     def draw(self, shape: tuple[int, ...]) -> Any:
         """Uniform [0, 1) numbers from the backend's seeded stream (tests replace this)."""
@@ -169,7 +165,7 @@ class RBMLayer(Layer):
 
     def bprop(self, delta: Any) -> Any:
         be = self.be
-        delta *= self.y * (1 - self.y)
+        _SIGMOID.bprop(be, self.y, delta, delta)
         be.quantize(delta)
         delta.sum(axis=0, out=self.hbias.grad)
         be.quantize(self.hbias.grad)

@@ -66,11 +66,12 @@ def rbm_eval(layer: RBMLayer, batches: Iterable[Any], metrics: Sequence[Metric]
 
 def train_rbm(layer: RBMLayer, batches: Iterable[Any], optimizer: Optimizer, k: int,
               persistent: bool) -> float:
-    """One epoch of CD-k/PCD updates over host batches; mean reconstruction error."""
+    """One epoch of CD-k/PCD updates over batches (host or device arrays, copied to the
+    device); mean reconstruction error."""
     be = layer.be
     total, rows = 0.0, 0
     for vb in batches:
-        v = be.array(np.asarray(vb).reshape(len(vb), -1))
+        v = be.array(vb).reshape(len(vb), -1)
         layer.cd_gradients(v, k=k, persistent=persistent)
         optimizer.optimize(layer.params, be)
         d = layer.reconstruct(v) - v
@@ -226,7 +227,7 @@ class DBN(Model):
                         x = be.array(xb)
                         for layer in layers:
                             x = layer.fprop(x, inference=True)
-                        yield be.to_host(x)
+                        yield x  # stays on the device: train_rbm copies it there
 
                 for epoch in range(self.pretrain_epochs):
                     t0 = time.perf_counter()
