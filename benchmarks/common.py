@@ -70,3 +70,23 @@ def write_result(name: str, payload: dict[str, Any], path: str | os.PathLike[str
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def check_targets(ratios: dict[str, float], targets: dict[str, tuple[str, float]]
+                  ) -> dict[str, bool]:
+    """Print each ratio against its (">=" | "<=", bound) target, or as "(info)" when it
+    has none; returns pass/fail per target."""
+    passed = {k: (ratios[k] >= t if op == ">=" else ratios[k] <= t)
+              for k, (op, t) in targets.items()}
+    for k, r in ratios.items():
+        if k in targets:
+            op, t = targets[k]
+            print(f"  {k:24s} {r:6.3f}  (target {op} {t})  {verdict(passed[k])}")
+        else:
+            print(f"  {k:24s} {r:6.3f}  (info)")
+    return passed
+
+
+def targets_text(targets: dict[str, tuple[str, float]]) -> dict[str, str]:
+    """The targets as the JSON files hold them: ``{"name": ">= 1.0"}``."""
+    return {k: f"{op} {t}" for k, (op, t) in targets.items()}

@@ -14,7 +14,13 @@ import sys
 
 import numpy as np
 
-from benchmarks.common import interleaved, median_seconds, verdict, write_result
+from benchmarks.common import (
+    check_targets,
+    interleaved,
+    median_seconds,
+    targets_text,
+    write_result,
+)
 from neon.backends import gen_backend
 from neon.datasets import ArrayIterator
 from neon.models import Model
@@ -117,21 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         "fp16_time_vs_fp32": ("<=", 1.5),
         "bf16_time_vs_fp32": ("<=", 1.5),
     }
-    passed = {k: (ratios[k] >= t if op == ">=" else ratios[k] <= t)
-              for k, (op, t) in targets.items()}
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, momentum SGD, {threads} threads, "
           f"{nbatches} batches per timing, median of {repeats}")
     for k in seconds:
         print(f"  {k:14s} {throughput[k]:10.0f} samples/s")
     print(f"  sgemm peak {peak:.1f} GFLOP/s; neon fp32 achieves {gflops:.1f} GFLOP/s")
-    for k, (op, t) in targets.items():
-        print(f"  {k:24s} {ratios[k]:6.3f}  (target {op} {t})  {verdict(passed[k])}")
+    passed = check_targets(ratios, targets)
     write_result("engine_mlp", {
         "config": {"sizes": SIZES, "batch": BATCH, "nbatches": nbatches, "repeats": repeats,
                    "threads": threads, "quick": args.quick},
         "seconds_per_epoch": seconds, "samples_per_second": throughput,
         "sgemm_peak_gflops": peak, "neon_fp32_gflops": gflops,
-        "ratios": ratios, "targets": {k: f"{op} {t}" for k, (op, t) in targets.items()},
+        "ratios": ratios, "targets": targets_text(targets),
         "passed": passed,
     }, args.output)
     return 0

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import verdict, write_result
+from benchmarks.common import check_targets, targets_text, write_result
 from neon.backends import gen_backend
 from neon.backends.backend import Backend
 from neon.layers.recurrent import LSTM
@@ -138,20 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         "fused_cell_speedup": paired(times, "neon_fp32_numpy_cell", "neon_fp32"),
     }
     targets = {"neon_fp32_vs_pytorch": (">=", 0.7), "fp16_time_vs_fp32": ("<=", 1.5)}
-    passed = {k: (ratios[k] >= t if op == ">=" else ratios[k] <= t)
-              for k, (op, t) in targets.items()}
     print(f"LSTM training step: hidden {HIDDEN}, input {INPUT}, seq {STEPS}, batch {BATCH}, "
           f"SGD, {threads} threads, median of {repeats} rounds (load average "
           f"{load_before:.2f} before, {load_after:.2f} after)")
     print(f"  {'':22s} {'ms/step':>9s} {'steps/s':>9s} {'GFLOP/s':>9s}")
     for k in seconds:
         print(f"  {k:22s} {seconds[k] * 1e3:9.1f} {1 / seconds[k]:9.2f} {gflops[k]:9.1f}")
-    for k, r in ratios.items():
-        if k in targets:
-            op, t = targets[k]
-            print(f"  {k:24s} {r:6.3f}  (target {op} {t})  {verdict(passed[k])}")
-        else:
-            print(f"  {k:24s} {r:6.3f}  (info)")
+    passed = check_targets(ratios, targets)
     write_result("engine_rnn", {
         "config": {"hidden": HIDDEN, "input": INPUT, "steps": STEPS, "batch": BATCH,
                    "repeats": repeats, "warmup": warmup, "threads": threads,
@@ -159,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                    "load_average_after": load_after},
         "seconds_per_step": seconds, "seconds_per_round": times,
         "timesteps_per_second": throughput, "gflops": gflops,
-        "ratios": ratios, "targets": {k: f"{op} {t}" for k, (op, t) in targets.items()},
+        "ratios": ratios, "targets": targets_text(targets),
         "passed": passed,
     }, args.output)
     return 0
