@@ -59,6 +59,9 @@ class Backend:
 
     name = "base"
     xp: Any = np
+    # a max pool right after a convolution hands it its gradient unexpanded
+    # (``max_unpool_cn``): set where that is a fused kernel rather than the reference
+    fuses_max_unpool = False
 
     def __init__(
         self,
@@ -334,14 +337,16 @@ class Backend:
         ReLU) it is first multiplied by ``relu_y > 0``. Writes ``dw`` (K, C/groups, R, S),
         ``db`` (K,) unless None, and ``dx`` (N, C, H, W) unless None (no input gradient);
         with ``quantize``, ``dx`` is rounded as in ``conv_fprop`` (``dw`` and ``db`` are
-        left to the caller). ``delta`` is not modified. Returns ``dx``.
+        left to the caller). ``delta`` is not modified. Returns ``dx``. ``delta`` None:
+        ``max_unpool_cn`` has already written it into ``ws`` (ReLU and ``db`` included).
         """
         assert ws is not None and "cn" in ws, "conv_bprop needs the ws of conv_fprop"
         k = w.shape[0]
         kg = k // groups
         crs = int(np.prod(w.shape[1:]))
         cn, col = ws["cn"], ws["col"]
-        self.nchw_to_cn(delta, cn, relu_y, db)
+        if delta is not None:
+            self.nchw_to_cn(delta, cn, relu_y, db)
         dwt = self._work(ws, "dwt", (groups * crs, kg), dw.dtype)
         self._group_matmul(col, cn, dwt, groups, trans_b=True)
         dw.reshape(groups, kg, crs)[...] = dwt.reshape(groups, crs, kg).transpose(0, 2, 1)
@@ -444,6 +449,21 @@ class Backend:
                     window += g
         out[...] = dpad[:, :, ph: ph + h, pw: pw + w]
         return self.quantize(out) if quantize else out
+
+    def max_unpool_cn(
+        self, delta: Any, argmax: Any, pooled: Any, conv_out: Any, ws: dict[str, Any],
+        fshape: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int],
+        relu: bool, bias_grad: Any = None,
+    ) -> Any:
+        """The output gradient of a convolution followed by a non-overlapping max pool,
+        written for its ``conv_bprop(None, ...)``: ``pool_bprop`` of ``delta`` (N, K, P', Q')
+        then ``nchw_to_cn`` into ``ws["cn"]`` with ``relu_y = conv_out`` when ``relu``.
+        ``pooled`` is the pool's output (at each argmax it equals ``conv_out``, so it can
+        stand in for the ReLU mask). Backends with ``fuses_max_unpool`` do this in one pass
+        without the dense (N, K, P, Q) gradient; this version is their reference."""
+        dense = self.empty(conv_out.shape, dtype=delta.dtype)
+        self.pool_bprop(delta, dense, argmax, "max", fshape, strides, padding)
+        return self.nchw_to_cn(dense, ws["cn"], conv_out if relu else None, bias_grad)
 
     def _pool_counts(self, h: int, w: int, p: int, q: int, fshape: tuple[int, int],
                      strides: tuple[int, int], padding: tuple[int, int]) -> Any:

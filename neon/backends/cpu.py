@@ -30,6 +30,7 @@ class CPUBackend(Backend):
 
     name = "cpu"
     xp = np
+    fuses_max_unpool = True
 
     def __init__(
         self,
@@ -262,6 +263,7 @@ class CPUBackend(Backend):
         k = w.shape[0]
         cg, kg = c // groups, k // groups
         ws = {} if ws is None else ws
+        ws["out_shape"] = out.shape
         p, q = out.shape[2:]
         if not self._row_shifted(cg, fshape, strides):  # im2col, rounding fused at the end
             r, s = fshape
@@ -269,7 +271,8 @@ class CPUBackend(Backend):
             self.im2col(x, fshape, strides, padding, out=col)
             cn = self._work(ws, "cn", (k, n * p * q), x.dtype)
             self._group_matmul(w.reshape(k, -1), col, cn, groups)
-            return self._to_nchw(cn, out, bias, relu, self.conv_col_order(n, p, q), quantize)
+            ws["cn_order"] = self.conv_col_order(n, p, q)
+            return self._to_nchw(cn, out, bias, relu, ws["cn_order"], quantize)
         (r, s), (_, sw), (ph, _) = fshape, strides, padding
         hu, qn = h + 2 * ph, q * n
         pqn = p * qn
@@ -283,6 +286,7 @@ class CPUBackend(Backend):
             rows, krows = slice(g * cg * s, (g + 1) * cg * s), slice(g * kg, (g + 1) * kg)
             for i in range(r):
                 gemm(wr[i, krows], xs[rows, i * qn:i * qn + pqn], cn[krows], beta=float(i > 0))
+        ws["cn_order"] = "pqn"
         return self._to_nchw(cn, out, bias, relu, "pqn", quantize)
 
     def conv_bprop(
@@ -292,7 +296,7 @@ class CPUBackend(Backend):
         ws: dict[str, Any] | None = None, quantize: bool = False,
     ) -> np.ndarray | None:
         assert ws is not None and "cn" in ws, "conv_bprop needs the ws of conv_fprop"
-        n, k, p, q = delta.shape
+        n, k, p, q = ws["out_shape"]
         cg, kg = w.shape[1], k // groups
         if not self._row_shifted(cg, fshape, strides):
             dxi = super().conv_bprop(delta, w, dw, db, None, fshape, strides, padding, groups,
@@ -306,7 +310,8 @@ class CPUBackend(Backend):
         qn = q * n
         pqn = p * qn
         cn, xs, wr = ws["cn"], ws["xs"], ws["wr"]
-        self._to_cn(delta, cn, relu_y, db, "pqn")
+        if delta is not None:
+            self._to_cn(delta, cn, relu_y, db, "pqn")
         # dW_r^T = xs block @ cn^T (12% faster in OpenBLAS than cn @ block^T)
         dwt = self._work(ws, "dwt", (r, groups, cg * s, kg), dw.dtype)
         gemm = conv_kernels.gemm
@@ -359,6 +364,21 @@ class CPUBackend(Backend):
         else:
             conv_kernels.avg_pool_bprop(d3, out.reshape(n * c, h, w), r, s, sh, sw, ph, pw)
         return self.quantize(out) if quantize else out
+
+    def max_unpool_cn(
+        self, delta: np.ndarray, argmax: np.ndarray, pooled: np.ndarray,
+        conv_out: np.ndarray, ws: dict[str, Any], fshape: tuple[int, int],
+        strides: tuple[int, int], padding: tuple[int, int], relu: bool,
+        bias_grad: np.ndarray | None = None,
+    ) -> np.ndarray:
+        n, k = delta.shape[:2]
+        cn = ws["cn"]
+        db = bias_grad if bias_grad is not None else np.empty(0, dtype=cn.dtype)
+        conv_kernels.max_unpool_cn(
+            _contiguous(delta).reshape(n, k, -1), _contiguous(argmax).reshape(n, k, -1),
+            _contiguous(pooled).reshape(n, k, -1), bool(relu), cn, db, bias_grad is not None,
+            ws["cn_order"] == "pqn")
+        return cn
 
     def lrn_fprop(
         self, x: np.ndarray, out: np.ndarray, scale: np.ndarray, depth: int, alpha: float,

@@ -50,6 +50,7 @@ __all__ = [
     "lrn_fprop",
     "max_pool_bprop",
     "max_pool_fprop",
+    "max_unpool_cn",
     "nchw_to_chwn",
     "nchw_to_cn",
     "nchw_to_cn_npq",
@@ -473,6 +474,31 @@ def max_pool_bprop(dy, argmax, dx):  # pragma: no cover - compiled
         for p in range(P):
             for q in range(Q):
                 dx[j, argmax[j, p, q]] += dy[j, p, q]
+
+
+@_sum_kernel
+def max_unpool_cn(dy, argmax, pooled, relu, cn, dbias, want_dbias, pqn):  # pragma: no cover
+    """``Backend.max_unpool_cn`` for dy, argmax, pooled (N, K, P'Q') and cn (K, N*PQ) with
+    columns (n, p, q), or (p, q, n) with ``pqn``: each row zeroed, then dy added at its
+    argmax (times pooled > 0 with relu, NaN kept as in ``nchw_to_cn``); dbias = row sums.
+    One pass over cn instead of the dense gradient's three (measured 2-3x faster)."""
+    N, K, PQ2 = dy.shape
+    PQ = cn.shape[1] // N
+    zero = dy.dtype.type(0)
+    for k in nb.prange(K):
+        row = cn[k]
+        row[:] = zero
+        total = zero
+        for n in range(N):
+            for i in range(PQ2):
+                v = dy[n, k, i]
+                if relu and not pooled[n, k, i] > zero:
+                    v = v * zero
+                a = argmax[n, k, i]
+                row[a * N + n if pqn else n * PQ + a] += v
+                total += v
+        if want_dbias:
+            dbias[k] = total
 
 
 @_kernel

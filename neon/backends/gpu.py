@@ -238,7 +238,8 @@ class GPUBackend(Backend):
         kg = k // groups
         crs = int(np.prod(w.shape[1:]))
         cn, col16 = ws["cn"], ws["col16"]
-        self.nchw_to_cn(delta, cn, relu_y, db)
+        if delta is not None:
+            self.nchw_to_cn(delta, cn, relu_y, db)
         cn16 = self._half(cn)  # stored gradients times a 0/1 mask: exact in 16 bits
         dwt = self._work(ws, "dwt", (groups * crs, kg), dw.dtype)
         self._group_matmul(col16, cn16, dwt, groups, trans_b=True)

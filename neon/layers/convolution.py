@@ -11,13 +11,14 @@ fprop and bprop and reuses them for the next minibatch.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from neon.initializers import Initializer, build_initializer
 from neon.layers.layer import LAYERS, Layer
 from neon.transforms.activation import Activation, Rectlin, build_activation
 
-__all__ = ["Conv", "conv_output_size", "pair"]
+__all__ = ["Conv", "PooledDelta", "conv_output_size", "pair"]
 
 
 def pair(value: Any, what: str) -> tuple[int, int]:
@@ -35,6 +36,20 @@ def pair(value: Any, what: str) -> tuple[int, int]:
 def conv_output_size(size: int, f: int, stride: int, pad: int) -> int:
     """Output positions of a window ``f`` sliding by ``stride`` over ``size + 2*pad``."""
     return (size + 2 * pad - f) // stride + 1
+
+
+@dataclass(frozen=True)
+class PooledDelta:
+    """What a non-overlapping max pool hands the convolution before it instead of a dense
+    gradient (see ``Model.initialize``): its output gradient, argmax, output and window, for
+    ``Backend.max_unpool_cn`` to expand straight into the convolution's GEMM operand."""
+
+    delta: Any
+    argmax: Any
+    pooled: Any
+    fshape: tuple[int, int]
+    strides: tuple[int, int]
+    padding: tuple[int, int]
 
 
 @LAYERS.register("conv", "convolution", "conv2d")
@@ -147,18 +162,29 @@ class Conv(Layer):
         self.y = y
         return y
 
+    @property
+    def takes_pooled_delta(self) -> bool:
+        """Whether a max pool after this layer may hand it a ``PooledDelta``: the backend
+        fuses the expansion and no activation gradient other than the ReLU's is due."""
+        act = self.activation is not None and not self.skip_act_bprop
+        return self.be.fuses_max_unpool and (not act or self._fused_relu)
+
     def bprop(self, delta: Any) -> Any:
         be = self.be
         act = self.activation is not None and not self.skip_act_bprop
         relu = act and self._fused_relu
-        if act and not relu:
+        db = self.b.grad if self.b is not None else None
+        if isinstance(delta, PooledDelta):
+            be.max_unpool_cn(delta.delta, delta.argmax, delta.pooled, self.y, self._ws,
+                             delta.fshape, delta.strides, delta.padding, relu, db)
+            delta = None
+        elif act and not relu:
             self.activation.bprop(be, self.y, delta, delta)
-        dx = self.buffer("dx", (delta.shape[0], *self.in_shape)) if self.need_input_grad \
+        dx = self.buffer("dx", (self.y.shape[0], *self.in_shape)) if self.need_input_grad \
             else None
-        be.conv_bprop(delta, self.W.value, self.W.grad,
-                      self.b.grad if self.b is not None else None, dx, self.fshape,
-                      self.strides, self.padding, self.groups, self.y if relu else None,
-                      self._ws, quantize=True)  # dx comes back rounded
+        be.conv_bprop(delta, self.W.value, self.W.grad, db, dx, self.fshape, self.strides,
+                      self.padding, self.groups, self.y if relu else None, self._ws,
+                      quantize=True)  # dx comes back rounded
         if self.b is not None:
             be.quantize(self.b.grad)
         be.quantize(self.W.grad)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from neon.layers.convolution import conv_output_size, pair
+from neon.layers.convolution import PooledDelta, conv_output_size, pair
 from neon.layers.layer import LAYERS, Layer
 
 __all__ = ["AvgPool", "MaxPool", "Pool"]
@@ -43,6 +43,12 @@ class Pool(Layer):
         if not all(0 <= p < f for p, f in zip(self.padding, self.fshape)):
             raise ValueError(f"padding {list(self.padding)} must be >= 0 and smaller than "
                              f"the window {list(self.fshape)}")
+        self.pooled_delta = False  # set by the model: bprop returns a PooledDelta
+
+    @property
+    def non_overlapping_max(self) -> bool:
+        """Max pooling whose windows share no input (each input gets at most one gradient)."""
+        return self.op == "max" and all(st >= f for st, f in zip(self.strides, self.fshape))
 
     def configure(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         super().configure(in_shape)
@@ -71,6 +77,9 @@ class Pool(Layer):
     def bprop(self, delta: Any) -> Any:
         if not self.need_input_grad:
             return None
+        if self.pooled_delta:
+            return PooledDelta(delta, self.argmax, self.y, self.fshape, self.strides,
+                               self.padding)
         be = self.be
         dx = self.buffer("dx", (delta.shape[0], *self.in_shape))
         return be.pool_bprop(delta, dx, self.argmax, self.op, self.fshape, self.strides,

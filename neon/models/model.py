@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,8 @@ from neon.datasets.iterator import ArrayIterator
 from neon.diagnostics import Diagnostics, LayerTimer, RangeRecorder, build_diagnostics
 from neon.errors import TrainingDiverged
 from neon.layers import Layer, Param, build_layer
+from neon.layers.convolution import Conv
+from neon.layers.pooling import Pool
 from neon.metrics import Metric, build_metrics
 from neon.optimizers import Optimizer
 from neon.optimizers.loss_scaling import LossScaler, build_loss_scaler
@@ -105,6 +108,10 @@ class Model:
         self.shortcut = act is not None and act.registry_name == self.cost.shortcut
         if self.shortcut:
             last.skip_act_bprop = True
+        for conv, pool in itertools.pairwise(self.layers):
+            if isinstance(pool, Pool):  # its gradient goes to the convolution unexpanded
+                pool.pooled_delta = (isinstance(conv, Conv) and pool.non_overlapping_max
+                                     and conv.takes_pooled_delta)
         return self
 
     @property
