@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from neon.backends.backend import Backend, FlowCounter
+from neon.backends.backend import Backend, FlowCounter, MaxPoolArrays
 from neon.backends.numerics import FORMATS, Format, get_format
 from neon.registry import Registry
 
-__all__ = ["BACKENDS", "FORMATS", "Backend", "FlowCounter", "Format", "gen_backend", "get_format"]
+__all__ = ["BACKENDS", "FORMATS", "Backend", "FlowCounter", "Format", "MaxPoolArrays",
+           "gen_backend", "get_format"]
 
 BACKENDS: Registry[Backend] = Registry("backend", key="name")
 

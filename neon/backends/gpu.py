@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from neon.backends import gpu_kernels as kernels
-from neon.backends.backend import Backend
+from neon.backends.backend import Backend, MaxPoolArrays
 from neon.errors import UserError
 
 __all__ = ["GPUBackend", "column_major_gemm", "gemm_call"]
@@ -207,12 +207,12 @@ class GPUBackend(Backend):
     def conv_fprop(self, x: Any, w: Any, bias: Any, out: Any, fshape: tuple[int, int],
                    strides: tuple[int, int], padding: tuple[int, int], groups: int = 1,
                    relu: bool = False, ws: dict[str, Any] | None = None,
-                   quantize: bool = False) -> Any:
+                   quantize: bool = False, pool: MaxPoolArrays | None = None) -> Any:
         """fp16/bf16: the unfolded input is written as 16-bit GEMM operands directly (one
         pass instead of unfold + cast); fp32/fp64 use the generic path."""
         if not self.format.emulated or x.dtype != np.float32:
             return super().conv_fprop(x, w, bias, out, fshape, strides, padding, groups,
-                                      relu, ws, quantize)
+                                      relu, ws, quantize, pool)
         ws = {} if ws is None else ws
         n, c, h, wd = x.shape
         k = w.shape[0]
@@ -225,7 +225,7 @@ class GPUBackend(Backend):
         cn = self._work(ws, "cn", (k, npq), x.dtype)
         self._group_matmul(w.reshape(k, crs), col16, cn, groups)
         self.cn_to_nchw(cn, out, bias, relu)
-        return self.quantize(out) if quantize else out
+        return self._then_pool(self.quantize(out) if quantize else out, pool)
 
     def conv_bprop(self, delta: Any, w: Any, dw: Any, db: Any, dx: Any,
                    fshape: tuple[int, int], strides: tuple[int, int],

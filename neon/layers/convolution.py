@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from neon.backends.backend import MaxPoolArrays
 from neon.initializers import Initializer, build_initializer
 from neon.layers.layer import LAYERS, Layer
 from neon.transforms.activation import Activation, Rectlin, build_activation
@@ -40,16 +41,12 @@ def conv_output_size(size: int, f: int, stride: int, pad: int) -> int:
 
 @dataclass(frozen=True)
 class PooledDelta:
-    """What a non-overlapping max pool hands the convolution before it instead of a dense
-    gradient (see ``Model.initialize``): its output gradient, argmax, output and window, for
+    """What a fused max pool (see ``Model.initialize``) hands the convolution before it
+    instead of a dense gradient: its output gradient and arrays, for
     ``Backend.max_unpool_cn`` to expand straight into the convolution's GEMM operand."""
 
     delta: Any
-    argmax: Any
-    pooled: Any
-    fshape: tuple[int, int]
-    strides: tuple[int, int]
-    padding: tuple[int, int]
+    pool: MaxPoolArrays
 
 
 @LAYERS.register("conv", "convolution", "conv2d")
@@ -103,6 +100,7 @@ class Conv(Layer):
         self.activation = build_activation(activation) if activation is not None else None
         self.batch_norm = bool(batch_norm)
         self.skip_act_bprop = False  # set by the model when the cost folds the activation in
+        self.fused_pool: Any = None  # set by the model: the max pool this layer computes
 
     def expand(self) -> list[Layer]:
         if not self.batch_norm:
@@ -153,9 +151,10 @@ class Conv(Layer):
         y = self.buffer("y", (x.shape[0], *self.out_shape))
         relu = self._fused_relu
         final = self.activation is None or relu  # nothing follows: the backend rounds y
+        pool = self.fused_pool.arrays(x.shape[0]) if self.fused_pool is not None else None
         be.conv_fprop(x, self.W.value, self.b.value if self.b is not None else None, y,
                       self.fshape, self.strides, self.padding, self.groups, relu, self._ws,
-                      quantize=final)
+                      quantize=final, pool=pool)
         if not final:
             self.activation.fprop(be, y, y)
             be.quantize(y)
@@ -163,9 +162,9 @@ class Conv(Layer):
         return y
 
     @property
-    def takes_pooled_delta(self) -> bool:
-        """Whether a max pool after this layer may hand it a ``PooledDelta``: the backend
-        fuses the expansion and no activation gradient other than the ReLU's is due."""
+    def can_fuse_pool(self) -> bool:
+        """Whether this layer may compute the max pool after it and take a ``PooledDelta``:
+        the backend fuses both and no activation other than the ReLU is due."""
         act = self.activation is not None and not self.skip_act_bprop
         return self.be.fuses_max_unpool and (not act or self._fused_relu)
 
@@ -175,8 +174,7 @@ class Conv(Layer):
         relu = act and self._fused_relu
         db = self.b.grad if self.b is not None else None
         if isinstance(delta, PooledDelta):
-            be.max_unpool_cn(delta.delta, delta.argmax, delta.pooled, self.y, self._ws,
-                             delta.fshape, delta.strides, delta.padding, relu, db)
+            be.max_unpool_cn(delta.delta, delta.pool, self.y, self._ws, relu, db)
             delta = None
         elif act and not relu:
             self.activation.bprop(be, self.y, delta, delta)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from neon.backends.backend import MaxPoolArrays
 from neon.layers.convolution import PooledDelta, conv_output_size, pair
 from neon.layers.layer import LAYERS, Layer
 
@@ -43,7 +44,9 @@ class Pool(Layer):
         if not all(0 <= p < f for p, f in zip(self.padding, self.fshape)):
             raise ValueError(f"padding {list(self.padding)} must be >= 0 and smaller than "
                              f"the window {list(self.fshape)}")
-        self.pooled_delta = False  # set by the model: bprop returns a PooledDelta
+        # set by the model: the convolution before computes this pool's output in its last
+        # pass, and bprop hands it the gradient unexpanded (a PooledDelta)
+        self.fused = False
 
     @property
     def non_overlapping_max(self) -> bool:
@@ -63,7 +66,16 @@ class Pool(Layer):
         self.out_shape = (c, p, q)
         return self.out_shape
 
+    def arrays(self, n: int) -> MaxPoolArrays:
+        """This pool's output and argmax buffers for a batch of ``n`` (now ``self.y`` and
+        ``self.argmax``) and its window: what a fused convolution writes."""
+        self.y = self.buffer("y", (n, *self.out_shape))
+        self.argmax = self.buffer("argmax", self.y.shape, dtype=np.int32)
+        return MaxPoolArrays(self.y, self.argmax, self.fshape, self.strides, self.padding)
+
     def fprop(self, x: Any, inference: bool = False) -> Any:
+        if self.fused:  # the convolution that produced x has written self.y
+            return self.y
         be = self.be
         n = x.shape[0]
         y = self.buffer("y", (n, *self.out_shape))
@@ -77,9 +89,9 @@ class Pool(Layer):
     def bprop(self, delta: Any) -> Any:
         if not self.need_input_grad:
             return None
-        if self.pooled_delta:
-            return PooledDelta(delta, self.argmax, self.y, self.fshape, self.strides,
-                               self.padding)
+        if self.fused:
+            return PooledDelta(delta, MaxPoolArrays(self.y, self.argmax, self.fshape,
+                                                    self.strides, self.padding))
         be = self.be
         dx = self.buffer("dx", (delta.shape[0], *self.in_shape))
         return be.pool_bprop(delta, dx, self.argmax, self.op, self.fshape, self.strides,

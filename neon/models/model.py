@@ -109,9 +109,13 @@ class Model:
         if self.shortcut:
             last.skip_act_bprop = True
         for conv, pool in itertools.pairwise(self.layers):
-            if isinstance(pool, Pool):  # its gradient goes to the convolution unexpanded
-                pool.pooled_delta = (isinstance(conv, Conv) and pool.non_overlapping_max
-                                     and conv.takes_pooled_delta)
+            # the convolution computes the pool and takes its gradient unexpanded: one pass
+            # over the convolution's output each way instead of two and three
+            if isinstance(pool, Pool):
+                pool.fused = (isinstance(conv, Conv) and pool.non_overlapping_max
+                              and conv.can_fuse_pool)
+                if pool.fused:
+                    conv.fused_pool = pool
         return self
 
     @property
