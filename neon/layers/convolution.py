@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neon.backends.backend import MaxPoolArrays
 from neon.initializers import Initializer, build_initializer
 from neon.layers.layer import LAYERS, Layer
 from neon.transforms.activation import Activation, Rectlin, build_activation
+
+if TYPE_CHECKING:
+    from neon.layers.pooling import Pool
 
 __all__ = ["Conv", "PooledDelta", "conv_output_size", "pair"]
 
@@ -100,7 +103,7 @@ class Conv(Layer):
         self.activation = build_activation(activation) if activation is not None else None
         self.batch_norm = bool(batch_norm)
         self.skip_act_bprop = False  # set by the model when the cost folds the activation in
-        self.fused_pool: Any = None  # set by the model: the max pool this layer computes
+        self.fused_pool: Pool | None = None  # set by the model: the max pool computed here
 
     def expand(self) -> list[Layer]:
         if not self.batch_norm:

@@ -90,8 +90,7 @@ class Pool(Layer):
         if not self.need_input_grad:
             return None
         if self.fused:
-            return PooledDelta(delta, MaxPoolArrays(self.y, self.argmax, self.fshape,
-                                                    self.strides, self.padding))
+            return PooledDelta(delta, self.arrays(delta.shape[0]))
         be = self.be
         dx = self.buffer("dx", (delta.shape[0], *self.in_shape))
         return be.pool_bprop(delta, dx, self.argmax, self.op, self.fshape, self.strides,
