@@ -544,6 +544,29 @@ class Backend:
         return out
 
     # ----------------------------------------------------------------- optimizer steps
+    # Where ``folds_updates``, an optimizer may fold its step into a layer's weight-gradient
+    # GEMM (``dot_update``: the gradient is never stored) and finish it with
+    # ``momentum_finish``; the generic versions below are their reference.
+    folds_updates = False
+
+    def dot_update(self, a: Any, b: Any, out: Any, alpha: float, beta: float,
+                   trans_a: bool = False, trans_b: bool = False) -> Any:
+        """``out = alpha * op(a) @ op(b) + beta * out``, not rounded (full-precision storage
+        only). Returns ``out``."""
+        xp = self.xp
+        res = xp.matmul(a.T if trans_a else a, b.T if trans_b else b)
+        out *= beta
+        out += alpha * res
+        return out
+
+    def momentum_finish(self, w: Any, v: Any, decay: float) -> None:
+        """The rest of ``sgd_update`` with momentum when ``v`` already holds
+        ``momentum * v - lr * g`` (``dot_update``): ``v -= decay * w``, then ``w += v``
+        (``decay`` is lr times the weight decay). Full-precision storage only."""
+        if decay:
+            v -= decay * w
+        w += v
+
     def sgd_update(self, w: Any, g: Any, v: Any, lr: float, momentum: float,
                    nesterov: bool, inv_scale: float, weight_decay: float) -> None:
         """One SGD step in place, every stored result rounded.

@@ -89,6 +89,21 @@ class CPUBackend(Backend):
             self.flow.add(int(w.size + vel.size), int(over), int(under))
         return None
 
+    @property
+    def folds_updates(self) -> bool:
+        """With a cblas to call: its GEMM takes the momentum update's alpha and beta."""
+        return conv_kernels.BLAS.available
+
+    def dot_update(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float,
+                   beta: float, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
+        return conv_kernels.gemm(a, b, out, trans_a, trans_b, beta=beta, alpha=alpha)
+
+    def momentum_finish(self, w: np.ndarray, v: np.ndarray, decay: float) -> None:
+        if not (w.flags.c_contiguous and v.flags.c_contiguous):
+            return super().momentum_finish(w, v, decay)
+        kernels.momentum_finish(w.reshape(-1), v.reshape(-1), w.dtype.type(decay))
+        return None
+
     def range_stats(self, x: np.ndarray) -> tuple[float, float, float, int]:
         flat = np.ascontiguousarray(x).reshape(-1)
         lo, hi, total, bad = kernels.range_stats(flat)

@@ -124,24 +124,28 @@ class _Cblas:
                 raise RuntimeError("cblas gemm check failed")
 
     def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, trans_a: bool = False,
-             trans_b: bool = False, beta: float = 0.0) -> np.ndarray:
-        """``c = op(a) @ op(b) + beta * c`` for 2-D views whose rows are contiguous (any row
-        stride: sub-blocks of bigger matrices). ``op`` transposes when asked."""
+             trans_b: bool = False, beta: float = 0.0, alpha: float = 1.0) -> np.ndarray:
+        """``c = alpha * op(a) @ op(b) + beta * c`` for 2-D views whose rows are contiguous
+        (any row stride: sub-blocks of bigger matrices). ``op`` transposes when asked."""
         m, n = c.shape
         k = a.shape[0] if trans_a else a.shape[1]
         fn = self.fns.get(c.dtype)
         if (fn is None or a.dtype != c.dtype or b.dtype != c.dtype
                 or any(x.strides[1] != x.itemsize for x in (a, b, c) if x.shape[1] > 1)):
             res = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+            if alpha != 1.0:
+                res *= alpha
             if beta:
+                if beta != 1.0:
+                    c *= beta
                 c += res
             else:
                 c[...] = res
             return c
         if m and n:
             fn(self.ROW_MAJOR, self.TRANS if trans_a else self.NO_TRANS,
-               self.TRANS if trans_b else self.NO_TRANS, m, n, k, 1.0, a.ctypes.data, _ld(a),
-               b.ctypes.data, _ld(b), float(beta), c.ctypes.data, _ld(c))
+               self.TRANS if trans_b else self.NO_TRANS, m, n, k, float(alpha), a.ctypes.data,
+               _ld(a), b.ctypes.data, _ld(b), float(beta), c.ctypes.data, _ld(c))
         return c
 
 

@@ -347,6 +347,15 @@ def momentum_full(w, g, v, lr, mu, nesterov, inv_scale, wd):  # pragma: no cover
         w[i] += mu * vel - lr * grad if nesterov else vel
 
 
+@nb.njit(**_OPTS)
+def momentum_finish(w, v, decay):  # pragma: no cover - compiled
+    """``Backend.momentum_finish`` in one pass (numpy's array ops take two or three)."""
+    for i in range(w.size):
+        vel = v[i] - decay * w[i]
+        v[i] = vel
+        w[i] += vel
+
+
 ROUNDERS = {"fp16": round_fp16, "bf16": round_bf16}
 STOCHASTIC_ROUNDERS = {"fp16": sround_fp16, "bf16": sround_bf16}
 @nb.njit(**_OPTS)

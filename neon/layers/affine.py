@@ -91,7 +91,12 @@ class Affine(Layer):
         if self.b is not None:
             d.sum(axis=0, out=self.b.grad)
             be.quantize(self.b.grad)
-        be.dot(self.x2, d, out=self.W.grad, trans_a=True)
+        fold = self.W.fold
+        if fold is None:
+            be.dot(self.x2, d, out=self.W.grad, trans_a=True)
+        else:  # the optimizer's step, in this GEMM (see Optimizer.fold_updates)
+            be.dot_update(self.x2, d, fold.target, fold.alpha, fold.beta, trans_a=True)
+            self.W.folded = True
         if not self.need_input_grad:
             return None
         dx = self.buffer("dx", self.x2.shape)

@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from neon.backends.backend import Backend
 from neon.registry import Registry
 
-__all__ = ["LAYERS", "Layer", "Param"]
+__all__ = ["LAYERS", "GradientFold", "Layer", "Param"]
 
 LAYERS: Registry[Layer] = Registry("layer")
 
 
+class GradientFold(NamedTuple):
+    """An optimizer's request for one step: write ``alpha * grad + beta * target`` into
+    ``target`` (its state) instead of storing the gradient (``Optimizer.fold_updates``)."""
+
+    target: Any
+    alpha: float
+    beta: float
+
+
 @dataclass(eq=False)
 class Param:
-    """A trainable array, its gradient and the optimizer's per-parameter state."""
+    """A trainable array, its gradient and the optimizer's per-parameter state. ``fold``
+    is an optimizer's request for the coming bprop; a layer that honours it (in its
+    weight-gradient GEMM) sets ``folded`` and leaves ``grad`` alone."""
 
     name: str
     value: Any
@@ -29,6 +40,8 @@ class Param:
     layer: str = ""
     decay: bool = True  # weight decay applies (not to biases and normalization scales)
     state: dict[str, Any] = field(default_factory=dict)
+    fold: GradientFold | None = None
+    folded: bool = False
 
     @property
     def key(self) -> str:

@@ -72,6 +72,8 @@ class Autoencoder(Model):
                 self.tied.append(layer)
 
     def bprop(self, delta: Any, timer: Any = None) -> None:
+        for layer in self.tied:  # two layers share the gradient: it must be stored
+            layer.source.W.fold = None
         super().bprop(delta, timer)
         for layer in self.tied:  # the encoder's bprop has written its own share by now
             w = layer.source.W

@@ -260,6 +260,8 @@ class Model:
             ranges.reset()
             be.flow.reset()
         sample_every = max(1, train.nbatches // max(1, diag.samples))
+        # nothing reads the gradients between bprop and the update (see fold_updates)
+        fold = ranges is None and not scaler.checks_overflow and scaler.scale == 1.0
         total_loss, total_rows, skipped = 0.0, 0, 0
         for b, (xb, yb) in enumerate(train):
             x = self._inputs(xb, bufs)
@@ -277,6 +279,8 @@ class Model:
                 else:
                     self.cost.bprop(be, y, t, delta, scaler.scale)
                 be.quantize(delta)
+            if fold:
+                optimizer.fold_updates(params, be)
             self.bprop(delta, timer=timer)
             step = True
             if scaler.checks_overflow:

@@ -50,12 +50,27 @@ class Optimizer:
         self.epoch = int(epoch)
         self.lr = float(self.schedule(self.learning_rate, self.epoch))
 
+    def fold_updates(self, params: list[Param], be: Any) -> None:
+        """Before a step's bprop (unscaled loss, gradients not inspected): ask the layers to
+        compute this step's update into the optimizer state inside their weight-gradient
+        GEMMs (``Param.fold``) where this optimizer can; ``optimize`` then finishes those
+        with ``finish_fold``. None by default."""
+
+    def finish_fold(self, be: Any, p: Param) -> None:
+        """The rest of the step of a parameter whose layer honoured ``fold``."""
+        raise NotImplementedError
+
     def optimize(self, params: list[Param], be: Any, grad_scale: float = 1.0) -> None:
         """One update of every parameter from its gradient (divided by ``grad_scale``)."""
         self.steps += 1
         xp = be.xp
         for p in params:
             with be.scope(p.layer):
+                folded, p.fold, p.folded = p.folded, None, False
+                if folded:
+                    self.finish_fold(be, p)
+                    be.quantize(p.value)
+                    continue
                 if self.fused_step(be, p, grad_scale):
                     continue
                 g = p.grad

@@ -1,0 +1,113 @@
+"""Momentum SGD folded into the weight-gradient GEMM (``Optimizer.fold_updates``): the
+backend primitives against their generic references, whole trainings against the unfolded
+path, and the cases that must keep the stored gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neon.backends import gen_backend
+from neon.backends.backend import Backend
+from neon.datasets import load_dataset
+from neon.models import Model
+from neon.models.autoencoder import Autoencoder
+from neon.optimizers import build_optimizer
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.01, 0.9), (0.5, 1.0)])
+def test_dot_update_matches_the_generic_version(dtype, trans_a, trans_b, alpha, beta):
+    be = gen_backend("cpu", "fp64" if dtype == np.float64 else "fp32")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((7, 5) if trans_a else (5, 7)).astype(dtype)
+    b = rng.standard_normal((6, 7) if trans_b else (7, 6)).astype(dtype)
+    out = rng.standard_normal((5, 6)).astype(dtype)
+    want = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + beta * out
+    ref = Backend.dot_update(be, a, b, out.copy(), alpha, beta, trans_a, trans_b)
+    got = be.dot_update(a, b, out.copy(), alpha, beta, trans_a, trans_b)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(ref, want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    strided = np.zeros((5, 12), dtype)[:, ::2]  # no BLAS view: the numpy fallback
+    strided[...] = out
+    be.dot_update(a, b, strided, alpha, beta, trans_a, trans_b)
+    np.testing.assert_allclose(strided, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.05])
+def test_momentum_finish_matches_the_generic_version(decay):
+    be = gen_backend("cpu", "fp32")
+    rng = np.random.default_rng(1)
+    w, v = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    w_ref, v_ref = w.copy(), v.copy()
+    Backend.momentum_finish(be, w_ref, v_ref, decay)
+    be.momentum_finish(w, v, decay)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(v, v_ref, rtol=1e-6, atol=1e-7)
+
+
+def _fit(numerics: str, opt_spec: dict, fold: bool, diagnostics: dict | None = None,
+         epochs: int = 3) -> Model:
+    data = load_dataset({"name": "synthetic", "shape": [12], "nclass": 4, "ntrain": 96,
+                         "nvalid": 32, "batch_size": 16})
+    be = gen_backend("cpu", numerics, seed=0)
+    model = Model([{"type": "affine", "nout": 16, "activation": "relu"},
+                   {"type": "affine", "nout": 4, "activation": "softmax"}], be=be)
+    opt = build_optimizer(opt_spec)
+    if not fold:
+        opt.fold_updates = lambda params, be: None
+    model.fit(data.train, opt, epochs=epochs, metrics=None, diagnostics=diagnostics)
+    return model
+
+
+MOMENTUM = {"type": "momentum", "learning_rate": 0.05, "momentum": 0.9}
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "fp64"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_folded_training_equals_the_stored_gradient_path(numerics, weight_decay):
+    spec = {**MOMENTUM, "weight_decay": weight_decay}
+    folded, plain = _fit(numerics, spec, True), _fit(numerics, spec, False)
+    tol = 1e-12 if numerics == "fp64" else 2e-5
+    for pf, pp in zip(folded.params, plain.params, strict=True):
+        np.testing.assert_allclose(pf.value, pp.value, rtol=tol, atol=tol, err_msg=pf.key)
+        np.testing.assert_allclose(pf.state["velocity"], pp.state["velocity"], rtol=tol,
+                                   atol=tol, err_msg=pf.key)
+    weights = [p for p in folded.params if p.name == "W"]
+    assert all(not p.grad.any() for p in weights)  # the gradient was never stored
+    assert all(p.fold is None and not p.folded for p in folded.params)
+
+
+@pytest.mark.parametrize("numerics,spec,diagnostics", [
+    ("fp32", {**MOMENTUM, "nesterov": True}, None),
+    ("fp32", {**MOMENTUM, "gradient_clip_norm": 1.0}, None),
+    ("fp32", {"type": "sgd", "learning_rate": 0.05}, None),
+    ("fp32", {"type": "adam", "learning_rate": 0.01}, None),
+    ("fp16", MOMENTUM, None),  # loss scaling checks the gradients
+    ("bf16", MOMENTUM, None),  # 16-bit velocity: rounded, not a GEMM's output
+    ("fp32", MOMENTUM, {"ranges": True}),  # the gradients' ranges are read
+], ids=["nesterov", "clipping", "no-momentum", "adam", "fp16", "bf16", "ranges"])
+def test_cases_that_keep_the_stored_gradient(numerics, spec, diagnostics):
+    model = _fit(numerics, spec, True, diagnostics, epochs=1)
+    assert all(p.grad.any() for p in model.params if p.name == "W")
+
+
+def test_tied_weights_keep_the_stored_gradient():
+    """An encoder's W also gets the tied decoder's share: it is not folded, and training
+    equals training with folding off."""
+    data = load_dataset({"name": "synthetic", "shape": [12], "nclass": 4, "ntrain": 64,
+                         "nvalid": 16, "batch_size": 16})
+    weights = []
+    for fold in (True, False):
+        be = gen_backend("cpu", "fp32", seed=0)
+        model = Autoencoder([{"type": "affine", "nout": 6, "activation": "tanh",
+                              "name": "enc"},
+                             {"type": "tied_affine", "tied_to": "enc"}], "sum_squared", be=be)
+        opt = build_optimizer(MOMENTUM)
+        if not fold:
+            opt.fold_updates = lambda params, be: None
+        model.fit(data.train, opt, epochs=2, metrics=None)
+        weights.append(model.layers[0].W.value.copy())
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-6, atol=1e-7)
