@@ -333,10 +333,22 @@ class Backend:
         r, s = fshape
         p, q = out.shape[2:]
         ws = {} if ws is None else ws
-        col = self._work(ws, "col", (c * r * s, n * p * q), x.dtype)
-        self.im2col(x, fshape, strides, padding, out=col)
+        col = self._conv_unfold(x, ws, (c * r * s, n * p * q), fshape, strides, padding)
         cn = self._work(ws, "cn", (k, n * p * q), x.dtype)
         self._group_matmul(w.reshape(k, crs), col, cn, groups)
+        return self._conv_out(cn, out, bias, relu, ws, quantize, pool)
+
+    def _conv_unfold(self, x: Any, ws: dict[str, Any], shape: tuple[int, int],
+                     fshape: tuple[int, int], strides: tuple[int, int],
+                     padding: tuple[int, int]) -> Any:
+        """``conv_fprop``'s GEMM operand: ``x`` unfolded (``im2col``) into ``ws["col"]``."""
+        col = self._work(ws, "col", shape, x.dtype)
+        return self.im2col(x, fshape, strides, padding, out=col)
+
+    def _conv_out(self, cn: Any, out: Any, bias: Any, relu: bool, ws: dict[str, Any],
+                  quantize: bool, pool: MaxPoolArrays | None) -> Any:
+        """``conv_fprop``'s last step: the GEMM result ``cn`` to ``out`` (bias, ReLU),
+        rounded with ``quantize``, then the pool if any."""
         self.cn_to_nchw(cn, out, bias, relu)
         return self._then_pool(self.quantize(out) if quantize else out, pool)
 
@@ -366,18 +378,25 @@ class Backend:
         k = w.shape[0]
         kg = k // groups
         crs = int(np.prod(w.shape[1:]))
-        cn, col = ws["cn"], ws["col"]
         if delta is not None:
-            self.nchw_to_cn(delta, cn, relu_y, db)
+            self.nchw_to_cn(delta, ws["cn"], relu_y, db)
+        unfolded, cn = self._conv_grad_operands(ws)
         dwt = self._work(ws, "dwt", (groups * crs, kg), dw.dtype)
-        self._group_matmul(col, cn, dwt, groups, trans_b=True)
+        self._group_matmul(unfolded, cn, dwt, groups, trans_b=True)
         dw.reshape(groups, kg, crs)[...] = dwt.reshape(groups, crs, kg).transpose(0, 2, 1)
         if dx is None:
             return None
-        # the unfolded input is no longer needed: its buffer takes the unfolded gradient
+        # the unfolded input is no longer needed: its buffer (when it is fp32 like dx)
+        # takes the unfolded gradient
+        col = self._work(ws, "col", unfolded.shape, dx.dtype)
         self._group_matmul(w.reshape(k, crs), cn, col, groups, trans_a=True)
         self.col2im(col, dx, fshape, strides, padding)
         return self.quantize(dx) if quantize else dx
+
+    def _conv_grad_operands(self, ws: dict[str, Any]) -> tuple[Any, Any]:
+        """The unfolded input and the channel-major output gradient, as ``conv_bprop``'s
+        GEMMs take them (``_conv_unfold``'s array and ``ws["cn"]``)."""
+        return ws["col"], ws["cn"]
 
     def _group_matmul(self, a: Any, b: Any, out: Any, groups: int, trans_a: bool = False,
                       trans_b: bool = False) -> None:

@@ -189,14 +189,13 @@ class CPUBackend(Backend):
 
     def col2im(
         self, col: np.ndarray, out: np.ndarray, fshape: tuple[int, int],
-        strides: tuple[int, int], padding: tuple[int, int], quantize: bool = False,
+        strides: tuple[int, int], padding: tuple[int, int],
     ) -> np.ndarray:
-        """``Backend.col2im``; with ``quantize`` (CPU only) ``out`` is then rounded."""
         n, _, h, w = out.shape
         (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
         p, q = (h + 2 * ph - r) // sh + 1, (w + 2 * pw - s) // sw + 1
         return self._col2im(col, out, fshape, strides, padding, self.conv_col_order(n, p, q),
-                            quantize)
+                            False)
 
     def _col2im(self, col: np.ndarray, out: np.ndarray, fshape: tuple[int, int],
                 strides: tuple[int, int], padding: tuple[int, int], order: str,
@@ -297,15 +296,10 @@ class CPUBackend(Backend):
         cg, kg = c // groups, k // groups
         ws = {} if ws is None else ws
         ws["out_shape"] = out.shape
+        if not self._row_shifted(cg, fshape, strides):
+            return super().conv_fprop(x, w, bias, out, fshape, strides, padding, groups,
+                                      relu, ws, quantize, pool)
         p, q = out.shape[2:]
-        if not self._row_shifted(cg, fshape, strides):  # im2col, rounding fused at the end
-            r, s = fshape
-            col = self._work(ws, "col", (c * r * s, n * p * q), x.dtype)
-            self.im2col(x, fshape, strides, padding, out=col)
-            cn = self._work(ws, "cn", (k, n * p * q), x.dtype)
-            self._group_matmul(w.reshape(k, -1), col, cn, groups)
-            ws["cn_order"] = self.conv_col_order(n, p, q)
-            return self._to_nchw(cn, out, bias, relu, ws["cn_order"], quantize, pool)
         (r, s), (_, sw), (ph, _) = fshape, strides, padding
         hu, qn = h + 2 * ph, q * n
         pqn = p * qn
@@ -319,8 +313,15 @@ class CPUBackend(Backend):
             rows, krows = slice(g * cg * s, (g + 1) * cg * s), slice(g * kg, (g + 1) * kg)
             for i in range(r):
                 gemm(wr[i, krows], xs[rows, i * qn:i * qn + pqn], cn[krows], beta=float(i > 0))
-        ws["cn_order"] = "pqn"
-        return self._to_nchw(cn, out, bias, relu, "pqn", quantize, pool)
+        return self._conv_out(cn, out, bias, relu, ws, quantize, pool, "pqn")
+
+    def _conv_out(self, cn: np.ndarray, out: np.ndarray, bias: np.ndarray | None, relu: bool,
+                  ws: dict[str, Any], quantize: bool, pool: MaxPoolArrays | None,
+                  order: str | None = None) -> np.ndarray:
+        """``Backend._conv_out`` through ``_to_nchw`` (rounding and pool fused); ``order``
+        of ``cn``'s columns (default ``conv_col_order``) is kept for ``max_unpool_cn``."""
+        ws["cn_order"] = order or self.conv_col_order(*_npq(out))
+        return self._to_nchw(cn, out, bias, relu, ws["cn_order"], quantize, pool)
 
     def conv_bprop(
         self, delta: np.ndarray, w: np.ndarray, dw: np.ndarray, db: np.ndarray | None,
@@ -332,13 +333,8 @@ class CPUBackend(Backend):
         n, k, p, q = ws["out_shape"]
         cg, kg = w.shape[1], k // groups
         if not self._row_shifted(cg, fshape, strides):
-            dxi = super().conv_bprop(delta, w, dw, db, None, fshape, strides, padding, groups,
-                                     relu_y, ws)  # dw and db only
-            if dx is None:
-                return dxi
-            col = ws["col"]  # takes the unfolded gradient now
-            self._group_matmul(w.reshape(k, -1), ws["cn"], col, groups, trans_a=True)
-            return self.col2im(col, dx, fshape, strides, padding, quantize)
+            return super().conv_bprop(delta, w, dw, db, dx, fshape, strides, padding, groups,
+                                      relu_y, ws, quantize)
         (r, s), (_, sw) = fshape, strides
         qn = q * n
         pqn = p * qn

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from neon.backends import gpu_kernels as kernels
-from neon.backends.backend import Backend, MaxPoolArrays
+from neon.backends.backend import Backend
 from neon.errors import UserError
 
 __all__ = ["GPUBackend", "column_major_gemm", "gemm_call"]
@@ -204,52 +204,23 @@ class GPUBackend(Backend):
         blocks = (max(1, min((npq + 255) // 256, 1024)), c * r * s)
         kernels.im2col_kernels(self.xp)[kind](blocks, (256,), args)
 
-    def conv_fprop(self, x: Any, w: Any, bias: Any, out: Any, fshape: tuple[int, int],
-                   strides: tuple[int, int], padding: tuple[int, int], groups: int = 1,
-                   relu: bool = False, ws: dict[str, Any] | None = None,
-                   quantize: bool = False, pool: MaxPoolArrays | None = None) -> Any:
+    def _conv_unfold(self, x: Any, ws: dict[str, Any], shape: tuple[int, int],
+                     fshape: tuple[int, int], strides: tuple[int, int],
+                     padding: tuple[int, int]) -> Any:
         """fp16/bf16: the unfolded input is written as 16-bit GEMM operands directly (one
-        pass instead of unfold + cast); fp32/fp64 use the generic path."""
+        pass instead of unfold + cast); fp32/fp64 unfold as usual."""
         if not self.format.emulated or x.dtype != np.float32:
-            return super().conv_fprop(x, w, bias, out, fshape, strides, padding, groups,
-                                      relu, ws, quantize, pool)
-        ws = {} if ws is None else ws
-        n, c, h, wd = x.shape
-        k = w.shape[0]
-        crs = int(np.prod(w.shape[1:]))
-        (r, s), (sh, sw), (ph, pw) = fshape, strides, padding
-        npq = n * ((h + 2 * ph - r) // sh + 1) * ((wd + 2 * pw - s) // sw + 1)
-        col16 = self._work(ws, "col16", (c * r * s, npq), self._half_dtype())
+            return super()._conv_unfold(x, ws, shape, fshape, strides, padding)
+        col16 = self._work(ws, "col16", shape, self._half_dtype())
         self._im2col(x, col16, "f16" if self.format.name == "fp16" else "bf16", fshape,
                      strides, padding)
-        cn = self._work(ws, "cn", (k, npq), x.dtype)
-        self._group_matmul(w.reshape(k, crs), col16, cn, groups)
-        self.cn_to_nchw(cn, out, bias, relu)
-        return self._then_pool(self.quantize(out) if quantize else out, pool)
+        return col16
 
-    def conv_bprop(self, delta: Any, w: Any, dw: Any, db: Any, dx: Any,
-                   fshape: tuple[int, int], strides: tuple[int, int],
-                   padding: tuple[int, int], groups: int = 1, relu_y: Any = None,
-                   ws: dict[str, Any] | None = None, quantize: bool = False) -> Any:
-        if ws is None or "col16" not in ws:
-            return super().conv_bprop(delta, w, dw, db, dx, fshape, strides, padding, groups,
-                                      relu_y, ws, quantize)
-        k = w.shape[0]
-        kg = k // groups
-        crs = int(np.prod(w.shape[1:]))
-        cn, col16 = ws["cn"], ws["col16"]
-        if delta is not None:
-            self.nchw_to_cn(delta, cn, relu_y, db)
-        cn16 = self._half(cn)  # stored gradients times a 0/1 mask: exact in 16 bits
-        dwt = self._work(ws, "dwt", (groups * crs, kg), dw.dtype)
-        self._group_matmul(col16, cn16, dwt, groups, trans_b=True)
-        dw.reshape(groups, kg, crs)[...] = dwt.reshape(groups, crs, kg).transpose(0, 2, 1)
-        if dx is None:
-            return None
-        col = self._work(ws, "col", (col16.shape[0], col16.shape[1]), dx.dtype)
-        self._group_matmul(w.reshape(k, crs), cn16, col, groups, trans_a=True)
-        self.col2im(col, dx, fshape, strides, padding)
-        return self.quantize(dx) if quantize else dx
+    def _conv_grad_operands(self, ws: dict[str, Any]) -> tuple[Any, Any]:
+        if "col16" not in ws:
+            return super()._conv_grad_operands(ws)
+        # stored gradients times a 0/1 mask: exact in 16 bits
+        return ws["col16"], self._half(ws["cn"])
 
     def col2im(self, col: Any, out: Any, fshape: tuple[int, int], strides: tuple[int, int],
                padding: tuple[int, int]) -> Any:
