@@ -50,6 +50,20 @@ class Optimizer:
         self.epoch = int(epoch)
         self.lr = float(self.schedule(self.learning_rate, self.epoch))
 
+    @property
+    def clips(self) -> bool:
+        """Whether gradients are clipped (by value or norm): the fused steps need them
+        whole."""
+        return self.gradient_clip_value is not None or self.gradient_clip_norm is not None
+
+    @staticmethod
+    def state(be: Any, p: Param, slot: str) -> Any:
+        """``p``'s state array ``slot``, created as zeros on first use."""
+        arr = p.state.get(slot)
+        if arr is None:
+            arr = p.state[slot] = be.zeros(p.value.shape)
+        return arr
+
     def fold_updates(self, params: list[Param], be: Any) -> None:
         """Before a step's bprop (unscaled loss, gradients not inspected): ask the layers to
         compute this step's update into the optimizer state inside their weight-gradient
@@ -85,8 +99,7 @@ class Optimizer:
                     if norm > self.gradient_clip_norm:
                         g *= self.gradient_clip_norm / norm
                 for slot in self.slots:
-                    if slot not in p.state:
-                        p.state[slot] = be.zeros(p.value.shape)
+                    self.state(be, p, slot)
                 self.update(be, p, g, self.lr)
                 be.quantize(p.value)
                 for slot in self.slots:
