@@ -162,17 +162,19 @@ def torch_step(case: dict[str, Any], seed: int = 0) -> Callable[[], None]:
 
 
 # ----------------------------------------------------------------------------- driver
+def _cpu_jiffies() -> tuple[int, int]:
+    """(all jiffies, idle + iowait jiffies) of the machine so far, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
 def busy_fraction(seconds: float = 2.0) -> float:
     """Share of all cores busy over ``seconds`` (before we start: other jobs' load)."""
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-
     try:
-        t0, i0 = sample()
+        t0, i0 = _cpu_jiffies()
         time.sleep(seconds)
-        t1, i1 = sample()
+        t1, i1 = _cpu_jiffies()
     except OSError:  # not Linux
         return float("nan")
     return 1.0 - (i1 - i0) / max(1, t1 - t0)
@@ -190,11 +192,10 @@ def wait_until_idle(limit_s: float, threshold: float = 0.1) -> float:
 
 def _jiffies() -> tuple[int, int]:
     """(busy jiffies of the whole machine, jiffies this process used), from /proc."""
-    with open("/proc/stat", encoding="ascii") as fh:
-        fields = [int(v) for v in fh.readline().split()[1:]]
+    total, idle = _cpu_jiffies()
     with open("/proc/self/stat", encoding="ascii") as fh:
         own = fh.read().rsplit(")", 1)[1].split()
-    return sum(fields) - fields[3] - fields[4], int(own[11]) + int(own[12])
+    return total - idle, int(own[11]) + int(own[12])
 
 
 def measure(contenders: dict[str, Callable[[], None]], rounds: int, warmup: int,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from collections.abc import Callable
 
 
 class UserError(Exception):
@@ -66,11 +67,9 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"diverged at epoch {epoch}{where}: loss is {loss}")
 
 
-def cli_guard(prog: str, run: Any) -> int:
+def cli_guard(prog: str, run: Callable[[], int]) -> int:
     """Run a command's body: a ``UserError`` is one line on stderr and its exit code (2),
     Ctrl-C is 130; anything else is a bug and keeps its traceback."""
-    import sys
-
     try:
         return run()
     except UserError as exc:

@@ -356,8 +356,6 @@ def momentum_finish(w, v, decay):  # pragma: no cover - compiled
         w[i] += vel
 
 
-ROUNDERS = {"fp16": round_fp16, "bf16": round_bf16}
-STOCHASTIC_ROUNDERS = {"fp16": sround_fp16, "bf16": sround_bf16}
 @nb.njit(**_OPTS)
 def all_finite_bits(bits):  # pragma: no cover - compiled
     """True when no value (fp32 bit patterns) is inf or NaN: a branch-free OR-reduction."""
@@ -367,6 +365,8 @@ def all_finite_bits(bits):  # pragma: no cover - compiled
     return seen == _U(0)
 
 
+ROUNDERS = {"fp16": round_fp16, "bf16": round_bf16}
+STOCHASTIC_ROUNDERS = {"fp16": sround_fp16, "bf16": sround_bf16}
 FAST_ROUNDERS = {"fp16": round_fp16_fast, "bf16": round_bf16_fast}
 FAST_STOCHASTIC_ROUNDERS = {"fp16": sround_fp16_fast, "bf16": sround_bf16_fast}
 FAST_MOMENTUM = {"fp16": momentum_fp16, "bf16": momentum_bf16, "fp32": momentum_full,
