@@ -54,7 +54,7 @@ class CPUBackend(Backend):
             if not counted:
                 kernels.FAST_STOCHASTIC_ROUNDERS[fmt](bits, np.uint64(self.seed), offset)
                 return 0, 0
-            return kernels.STOCHASTIC_ROUNDERS[fmt].serial(bits, np.uint64(self.seed), offset)
+            return kernels.sround.serial(bits, np.uint64(self.seed), offset, fmt == "bf16")
         if not counted:
             kernels.FAST_ROUNDERS[fmt](bits)
             return 0, 0

@@ -160,27 +160,14 @@ def round_bf16(x):  # pragma: no cover - compiled
 
 
 @_kernel
-def sround_fp16(x, seed, offset):  # pragma: no cover - compiled
-    """Stochastically round fp32 bits in place to fp16 values (unbiased); (overflow,
-    underflow)."""
+def sround(x, seed, offset, bf16):  # pragma: no cover - compiled
+    """Stochastically round fp32 bits in place to bf16 (``bf16``) or fp16 values (unbiased);
+    (overflow, underflow). ``bf16`` is loop invariant (LLVM unswitches it)."""
     over = 0
     under = 0
     for i in nb.prange(x.size):
-        r, o, u = stochastic_fp16(x[i], _random_bits(seed, np.uint64(offset + i)))
-        x[i] = r
-        over += o
-        under += u
-    return over, under
-
-
-@_kernel
-def sround_bf16(x, seed, offset):  # pragma: no cover - compiled
-    """Stochastically round fp32 bits in place to bf16 values (unbiased); (overflow,
-    underflow)."""
-    over = 0
-    under = 0
-    for i in nb.prange(x.size):
-        r, o, u = stochastic_bf16(x[i], _random_bits(seed, np.uint64(offset + i)))
+        bits = _random_bits(seed, np.uint64(offset + i))
+        r, o, u = stochastic_bf16(x[i], bits) if bf16 else stochastic_fp16(x[i], bits)
         x[i] = r
         over += o
         under += u
@@ -366,7 +353,6 @@ def all_finite_bits(bits):  # pragma: no cover - compiled
 
 
 ROUNDERS = {"fp16": round_fp16, "bf16": round_bf16}
-STOCHASTIC_ROUNDERS = {"fp16": sround_fp16, "bf16": sround_bf16}
 FAST_ROUNDERS = {"fp16": round_fp16_fast, "bf16": round_bf16_fast}
 FAST_STOCHASTIC_ROUNDERS = {"fp16": sround_fp16_fast, "bf16": sround_bf16_fast}
 FAST_MOMENTUM = {"fp16": momentum_fp16, "bf16": momentum_bf16, "fp32": momentum_full,

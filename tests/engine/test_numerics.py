@@ -104,6 +104,26 @@ def test_flow_counts_overflow_and_underflow():
     assert f["underflow"] == pytest.approx(2 / 7)  # 1e-6 (subnormal) and 1e-9 (to zero)
 
 
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+def test_counted_stochastic_rounding_equals_the_uncounted_one(fmt):
+    """With the diagnostics' flow counting on, stochastic rounding draws the same bits and
+    stores the same values, and counts what overflowed."""
+    from neon.backends import FlowCounter
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(1000) * np.exp(rng.uniform(-20, 20, 1000))).astype(np.float32)
+    x[:3] = [3.402e38 if fmt == "bf16" else 1e6, 3.0, -2.5]  # past the format's max
+    plain = gen_backend("cpu", fmt, stochastic_rounding=True, seed=4).quantize(x.copy())
+    be = gen_backend("cpu", fmt, stochastic_rounding=True, seed=4)
+    be.flow = FlowCounter()
+    with be.scope("layer"):
+        counted = be.quantize(x.copy())
+    np.testing.assert_array_equal(counted, plain)
+    overflowed = (np.isinf(counted) & np.isfinite(x)).sum()
+    assert overflowed > 0
+    assert be.flow.fractions()["layer"]["overflow"] == pytest.approx(overflowed / x.size)
+
+
 def test_fp32_storage_counts_infinities_and_subnormals():
     from neon.backends import FlowCounter
 
