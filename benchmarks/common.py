@@ -52,7 +52,10 @@ def machine() -> dict[str, Any]:
     try:
         import numpy
 
+        from neon.backends import cpu_blas
+
         info["numpy"] = numpy.__version__
+        info["cpu_blas"] = cpu_blas.BLAS.source  # the library behind the CPU engine's GEMMs
     except ImportError:  # pragma: no cover
         pass
     return info

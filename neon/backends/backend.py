@@ -196,16 +196,31 @@ class Backend:
         accumulate: bool = False,
     ) -> Any:
         """``out = op(a) @ op(b)`` (``+=`` with ``accumulate``), rounded to storage."""
+        if out is None:
+            out = self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b)
+        else:
+            self.gemm(a, b, out, trans_a, trans_b, beta=1.0 if accumulate else 0.0)
+        return self.quantize(out)
+
+    def gemm(self, a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False,
+             alpha: float = 1.0, beta: float = 0.0) -> Any:
+        """``out = alpha * op(a) @ op(b) + beta * out`` for 2-D arrays, not rounded to
+        storage (the caller rounds what it stores). Returns ``out``."""
         xp = self.xp
         a = a.T if trans_a else a
         b = b.T if trans_b else b
-        if accumulate:
-            out += xp.matmul(a, b)
-        elif out is None:
-            out = xp.matmul(a, b)
+        if alpha == 1.0 and beta == 0.0:
+            return xp.matmul(a, b, out=out)
+        res = xp.matmul(a, b)
+        if alpha != 1.0:
+            res *= alpha
+        if beta == 0.0:
+            out[...] = res
         else:
-            xp.matmul(a, b, out=out)
-        return self.quantize(out)
+            if beta != 1.0:
+                out *= beta
+            out += res
+        return out
 
     # ----------------------------------------------------------------- convolution primitives
     # Contract shared by every backend (a GPU backend's raw kernels must match it): images
@@ -402,15 +417,14 @@ class Backend:
                       trans_b: bool = False) -> None:
         """``out = op(a) @ op(b)`` per group: each 2-D operand stacks its groups' blocks by
         row (``op`` transposes each block)."""
-        matmul = self.xp.matmul
         if groups == 1:
-            matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+            self.gemm(a, b, out, trans_a, trans_b)
             return
         a3 = a.reshape(groups, -1, a.shape[1])
         b3 = b.reshape(groups, -1, b.shape[1])
-        matmul(a3.transpose(0, 2, 1) if trans_a else a3,
-               b3.transpose(0, 2, 1) if trans_b else b3,
-               out=out.reshape(groups, -1, out.shape[1]))
+        self.xp.matmul(a3.transpose(0, 2, 1) if trans_a else a3,
+                       b3.transpose(0, 2, 1) if trans_b else b3,
+                       out=out.reshape(groups, -1, out.shape[1]))
 
     def _work(self, ws: dict[str, Any], key: str, shape: tuple[int, ...], dtype: Any) -> Any:
         """``ws[key]``, (re)allocated when its shape or dtype differs."""
@@ -564,23 +578,13 @@ class Backend:
 
     # ----------------------------------------------------------------- optimizer steps
     # Where ``folds_updates``, an optimizer may fold its step into a layer's weight-gradient
-    # GEMM (``dot_update``: the gradient is never stored) and finish it with
+    # GEMM (``gemm`` with alpha and beta: the gradient is never stored) and finish it with
     # ``momentum_finish``; the generic versions below are their reference.
     folds_updates = False
 
-    def dot_update(self, a: Any, b: Any, out: Any, alpha: float, beta: float,
-                   trans_a: bool = False, trans_b: bool = False) -> Any:
-        """``out = alpha * op(a) @ op(b) + beta * out``, not rounded (full-precision storage
-        only). Returns ``out``."""
-        xp = self.xp
-        res = xp.matmul(a.T if trans_a else a, b.T if trans_b else b)
-        out *= beta
-        out += alpha * res
-        return out
-
     def momentum_finish(self, w: Any, v: Any, decay: float) -> None:
         """The rest of ``sgd_update`` with momentum when ``v`` already holds
-        ``momentum * v - lr * g`` (``dot_update``): ``v -= decay * w``, then ``w += v``
+        ``momentum * v - lr * g`` (``gemm``): ``v -= decay * w``, then ``w += v``
         (``decay`` is lr times the weight decay). Full-precision storage only."""
         if decay:
             v -= decay * w

@@ -1,4 +1,5 @@
-"""CPU backend: numpy arrays, OpenBLAS GEMM, numba kernels for rounding and statistics."""
+"""CPU backend: numpy arrays, one BLAS for every GEMM (``cpu_blas``: oneMKL or OpenBLAS),
+numba kernels for rounding, statistics, convolution and recurrent cells."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from neon.backends import cpu_blas
 from neon.backends import cpu_conv_kernels as conv_kernels
 from neon.backends import cpu_kernels as kernels
 from neon.backends import cpu_rnn_kernels as rnn_kernels
@@ -92,11 +94,11 @@ class CPUBackend(Backend):
     @property
     def folds_updates(self) -> bool:
         """With a cblas to call: its GEMM takes the momentum update's alpha and beta."""
-        return conv_kernels.BLAS.available
+        return cpu_blas.BLAS.available
 
-    def dot_update(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float,
-                   beta: float, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
-        return conv_kernels.gemm(a, b, out, trans_a, trans_b, beta=beta, alpha=alpha)
+    def gemm(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
+             trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+        return cpu_blas.gemm(a, b, out, trans_a, trans_b, beta=beta, alpha=alpha)
 
     def momentum_finish(self, w: np.ndarray, v: np.ndarray, decay: float) -> None:
         if not (w.flags.c_contiguous and v.flags.c_contiguous):
@@ -137,12 +139,11 @@ class CPUBackend(Backend):
                 or out.nbytes < 4 * self.DOT_BLOCK_BYTES or out.ndim != 2
                 or not out.flags.c_contiguous):
             return super().dot(a, b, out, trans_a, trans_b, accumulate)
-        a2 = a.T if trans_a else a
-        b2 = b.T if trans_b else b
         rows = max(1, self.DOT_BLOCK_BYTES // (out.shape[1] * out.itemsize))
         for i in range(0, out.shape[0], rows):
-            np.matmul(a2[i:i + rows], b2, out=out[i:i + rows])
-            self.quantize(out[i:i + rows])
+            block = slice(i, i + rows)
+            self.gemm(a[:, block] if trans_a else a[block], b, out[block], trans_a, trans_b)
+            self.quantize(out[block])
         return out
 
     def conv_col_order(self, n: int, p: int, q: int) -> str:
@@ -270,8 +271,8 @@ class CPUBackend(Backend):
                       trans_a: bool = False, trans_b: bool = False) -> None:
         ra, rb, ro = a.shape[0] // groups, b.shape[0] // groups, out.shape[0] // groups
         for g in range(groups):
-            conv_kernels.gemm(a[g * ra:(g + 1) * ra], b[g * rb:(g + 1) * rb],
-                              out[g * ro:(g + 1) * ro], trans_a, trans_b)
+            self.gemm(a[g * ra:(g + 1) * ra], b[g * rb:(g + 1) * rb], out[g * ro:(g + 1) * ro],
+                      trans_a, trans_b)
 
     @staticmethod
     def _row_shifted(cg: int, fshape: tuple[int, int], strides: tuple[int, int]) -> bool:
@@ -308,7 +309,7 @@ class CPUBackend(Backend):
         wr = self._work(ws, "wr", (r, k, cg * s), w.dtype)
         wr.reshape(r, k, cg, s)[...] = w.transpose(2, 0, 1, 3)
         cn = self._work(ws, "cn", (k, pqn), x.dtype)
-        gemm = conv_kernels.gemm
+        gemm = cpu_blas.gemm
         for g in range(groups):
             rows, krows = slice(g * cg * s, (g + 1) * cg * s), slice(g * kg, (g + 1) * kg)
             for i in range(r):
@@ -343,7 +344,7 @@ class CPUBackend(Backend):
             self._to_cn(delta, cn, relu_y, db, "pqn")
         # dW_r^T = xs block @ cn^T (12% faster in OpenBLAS than cn @ block^T)
         dwt = self._work(ws, "dwt", (r, groups, cg * s, kg), dw.dtype)
-        gemm = conv_kernels.gemm
+        gemm = cpu_blas.gemm
         blocks = [(slice(g * cg * s, (g + 1) * cg * s), slice(g * kg, (g + 1) * kg))
                   for g in range(groups)]
         for g, (rows, krows) in enumerate(blocks):

@@ -13,11 +13,6 @@ row is then ``(q1 - q0) * N`` contiguous values, which ``im2col``/``col2im`` mov
 slices (3x faster than the Q-long pieces of NCHW on 16x16 maps). Unfolded columns are
 ordered (p, q, n) to match.
 
-``gemm`` calls ``cblas_?gemm`` of the OpenBLAS numpy itself loaded (found through
-threadpoolctl) for what ``numpy.matmul`` cannot express: leading dimensions of sub-blocks and
-accumulation (beta = 1), which the row-shifted convolution of ``CPUBackend.conv_fprop``
-needs; without such a library it falls back to ``numpy.matmul`` plus an addition.
-
 No kernel writes the same element from two parallel iterations: ``col2im`` and the pooling
 back-propagations, which scatter, are parallel over channels or (image, channel) planes and
 each target is summed by one thread in a fixed order, so results do not depend on threads.
@@ -25,17 +20,11 @@ each target is summed by one thread in a fixed order, so results do not depend o
 
 from __future__ import annotations
 
-import ctypes
-import os
-from typing import Any
-
 import numba as nb
-import numpy as np
 
 from neon.backends.cpu_kernels import _Kernel, _kernel
 
 __all__ = [
-    "BLAS",
     "avg_pool_bprop",
     "avg_pool_fprop",
     "chwn_to_nchw",
@@ -43,7 +32,6 @@ __all__ = [
     "cn_to_nchw_npq",
     "col2im_chwn",
     "col2im_nchw",
-    "gemm",
     "im2col_chwn",
     "im2col_nchw",
     "lrn_bprop",
@@ -63,94 +51,6 @@ def _sum_kernel(fn):
     """``_kernel`` allowing floating-point reassociation, so that loops with a sum (the bias
     gradient) vectorize: the sum's order changes (not its accuracy), nothing else does."""
     return _Kernel(fn, fastmath={"reassoc"})
-
-
-# ----------------------------------------------------------------------------- BLAS
-class _Cblas:
-    """``cblas_sgemm``/``cblas_dgemm`` of a loaded OpenBLAS, checked on a small product."""
-
-    ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-
-    def __init__(self) -> None:
-        self.fns: dict[Any, Any] = {}
-        self.source = "numpy.matmul"
-        if os.environ.get("NEON_CPU_CBLAS", "1") == "0":
-            return
-        try:
-            self._bind()
-            self._check()
-        except Exception:  # no usable library: numpy.matmul does the work
-            self.fns = {}
-            self.source = "numpy.matmul"
-
-    @property
-    def available(self) -> bool:
-        return bool(self.fns)
-
-    def _bind(self) -> None:
-        from threadpoolctl import threadpool_info
-
-        libs = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
-        libs.sort(key=lambda i: "numpy" not in i.get("filepath", ""))  # numpy's first
-        for info in libs:
-            lib = ctypes.CDLL(info["filepath"])
-            for prefix, suffix, int_t in (("scipy_cblas_", "64_", ctypes.c_int64),
-                                          ("cblas_", "64_", ctypes.c_int64),
-                                          ("cblas_", "", ctypes.c_int)):
-                try:
-                    fs = getattr(lib, f"{prefix}sgemm{suffix}")
-                    fd = getattr(lib, f"{prefix}dgemm{suffix}")
-                except AttributeError:
-                    continue
-                for fn, real in ((fs, ctypes.c_float), (fd, ctypes.c_double)):
-                    fn.restype = None
-                    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t,
-                                   int_t, real, ctypes.c_void_p, int_t, ctypes.c_void_p,
-                                   int_t, real, ctypes.c_void_p, int_t]
-                self.fns = {np.dtype(np.float32): fs, np.dtype(np.float64): fd}
-                self.source = f"{os.path.basename(info['filepath'])}:{prefix}?gemm{suffix}"
-                return
-
-    def _check(self) -> None:
-        rng = np.random.default_rng(0)
-        for dtype in (np.float32, np.float64):
-            a = rng.standard_normal((5, 7)).astype(dtype)
-            b = rng.standard_normal((9, 6)).astype(dtype)
-            c = rng.standard_normal((4, 8)).astype(dtype)
-            want = c.copy()
-            want[1:4, 2:7] += a[1:4, 2:6] @ b[2:6, 1:6]
-            self.gemm(a[1:4, 2:6], b[2:6, 1:6], c[1:4, 2:7], beta=1.0)
-            if not np.allclose(c, want, rtol=1e-5, atol=1e-5):
-                raise RuntimeError("cblas gemm check failed")
-
-    def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, trans_a: bool = False,
-             trans_b: bool = False, beta: float = 0.0, alpha: float = 1.0) -> np.ndarray:
-        """``c = alpha * op(a) @ op(b) + beta * c`` for 2-D views whose rows are contiguous
-        (any row stride: sub-blocks of bigger matrices). ``op`` transposes when asked."""
-        m, n = c.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        fn = self.fns.get(c.dtype)
-        if (fn is None or a.dtype != c.dtype or b.dtype != c.dtype
-                or any(x.strides[1] != x.itemsize for x in (a, b, c) if x.shape[1] > 1)):
-            res = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
-            if alpha != 1.0:
-                res *= alpha
-            if beta:
-                if beta != 1.0:
-                    c *= beta
-                c += res
-            else:
-                c[...] = res
-            return c
-        if m and n:
-            fn(self.ROW_MAJOR, self.TRANS if trans_a else self.NO_TRANS,
-               self.TRANS if trans_b else self.NO_TRANS, m, n, k, float(alpha), a.ctypes.data,
-               _ld(a), b.ctypes.data, _ld(b), float(beta), c.ctypes.data, _ld(c))
-        return c
-
-
-def _ld(a: np.ndarray) -> int:
-    return max(a.strides[0] // a.itemsize, a.shape[1], 1)
 
 
 @nb.njit(inline="always")
@@ -623,5 +523,3 @@ def lrn_bprop(x, y, scale, dy, dx, tmp, depth, alpha, beta):  # pragma: no cover
             dx[n, c, i] = dy[n, c, i] * scale[n, c, i] ** nb_ - coef * x[n, c, i] * acc
 
 
-BLAS = _Cblas()
-gemm = BLAS.gemm

@@ -74,7 +74,7 @@ class Affine(Layer):
         self.x2 = x.reshape(-1, self.nin)
         rows = self.x2.shape[0]
         y = self.buffer("y", (rows, self.nout))
-        be.xp.matmul(self.x2, self.W.value, out=y)
+        be.gemm(self.x2, self.W.value, y)
         if self.b is not None:
             y += self.b.value
         if self.activation is not None:
@@ -95,7 +95,7 @@ class Affine(Layer):
         if fold is None:
             be.dot(self.x2, d, out=self.W.grad, trans_a=True)
         else:  # the optimizer's step, in this GEMM (see Optimizer.fold_updates)
-            be.dot_update(self.x2, d, fold.target, fold.alpha, fold.beta, trans_a=True)
+            be.gemm(self.x2, d, fold.target, trans_a=True, alpha=fold.alpha, beta=fold.beta)
             self.W.folded = True
         if not self.need_input_grad:
             return None

@@ -128,7 +128,7 @@ class TiedAffine(Layer):
         be = self.be
         self.x = x
         y = self.buffer("y", (x.shape[0], self.nout))
-        be.xp.matmul(x, self._weights().value.T, out=y)
+        be.gemm(x, self._weights().value, y, trans_b=True)
         if self.b is not None:
             y += self.b.value
         if self.activation is not None:

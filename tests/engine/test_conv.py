@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gradcheck import check_layer
 
-from neon.backends import cpu_conv_kernels, gen_backend
+from neon.backends import cpu_blas, gen_backend
 from neon.backends.backend import Backend
 from neon.errors import ConfigError
 from neon.layers import LAYERS, ActivationLayer, BatchNorm, build_layer
@@ -279,7 +279,7 @@ def test_cpu_conv_paths(monkeypatch, in_shape, kw, path):
     else:
         be._row_shifted = lambda cg, f, st: st[0] == 1
     if path.endswith("no-cblas"):
-        monkeypatch.setattr(cpu_conv_kernels.BLAS, "fns", {})
+        monkeypatch.setattr(cpu_blas.BLAS, "fns", {})
     layer = Conv(**kw, init={"type": "gaussian", "scale": 0.5}, activation="relu")
     check_layer(layer, be, in_shape, batch=2, seed=1)
     x = np.random.default_rng(0).standard_normal((3, *in_shape))
@@ -290,18 +290,6 @@ def test_cpu_conv_paths(monkeypatch, in_shape, kw, path):
     np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=1e-12, atol=1e-12)
     used = "xs" in layer._ws
     assert used == (path != "im2col" and layer.strides[0] == 1)
-
-
-def test_cblas_binding_is_found_and_checked():
-    """numpy's OpenBLAS exposes cblas (scipy-openblas wheels do); the binding passed its
-    self-check on sub-blocks with beta = 1, else convolutions fall back to numpy.matmul."""
-    blas = cpu_conv_kernels.BLAS
-    assert blas.available, "expected a cblas gemm in numpy's OpenBLAS"
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((6, 9)), rng.standard_normal((7, 9))
-    c = np.ones((4, 7))
-    blas.gemm(a[1:5, 2:8], b[:, 2:8], c, trans_b=True, beta=1.0)
-    np.testing.assert_allclose(c, 1 + a[1:5, 2:8] @ b[:, 2:8].T, rtol=1e-12)
 
 
 def _wide(rng, shape):

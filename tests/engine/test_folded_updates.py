@@ -15,27 +15,6 @@ from neon.models.autoencoder import Autoencoder
 from neon.optimizers import build_optimizer
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
-@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.01, 0.9), (0.5, 1.0)])
-def test_dot_update_matches_the_generic_version(dtype, trans_a, trans_b, alpha, beta):
-    be = gen_backend("cpu", "fp64" if dtype == np.float64 else "fp32")
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((7, 5) if trans_a else (5, 7)).astype(dtype)
-    b = rng.standard_normal((6, 7) if trans_b else (7, 6)).astype(dtype)
-    out = rng.standard_normal((5, 6)).astype(dtype)
-    want = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + beta * out
-    ref = Backend.dot_update(be, a, b, out.copy(), alpha, beta, trans_a, trans_b)
-    got = be.dot_update(a, b, out.copy(), alpha, beta, trans_a, trans_b)
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(ref, want, rtol=tol, atol=tol)
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-    strided = np.zeros((5, 12), dtype)[:, ::2]  # no BLAS view: the numpy fallback
-    strided[...] = out
-    be.dot_update(a, b, strided, alpha, beta, trans_a, trans_b)
-    np.testing.assert_allclose(strided, want, rtol=tol, atol=tol)
-
-
 @pytest.mark.parametrize("decay", [0.0, 0.05])
 def test_momentum_finish_matches_the_generic_version(decay):
     be = gen_backend("cpu", "fp32")
