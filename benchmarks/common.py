@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -14,16 +15,21 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds of one call of ``fn``: what the call returns when that is a float (a
+    ``PeerProcess`` times its step where it runs, without the pipe's round trip), else the
+    wall time around it."""
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    return result if isinstance(result, float) else elapsed
+
+
 def median_seconds(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(fn) for _ in range(repeats))
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5,
@@ -35,10 +41,80 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5,
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(fn))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+# What the peer's process must not inherit: neon's oneMKL binding, whose OpenMP runtime
+# (libiomp5, with KMP_BLOCKTIME=0) PyTorch's OpenMP calls bind to when it is loaded first
+# (measured: PyTorch's CIFAR step 47 -> 69 ms in a process where neon had bound oneMKL).
+PEER_ENV: dict[str, str | None] = {"NEON_BLAS": "openblas", "KMP_BLOCKTIME": None}
+
+
+class PeerProcess:
+    """A contender stepping in a child process of its own (PyTorch: its OpenMP runtime and
+    neon's never meet). ``factory(*args)`` builds the step there; each call runs one step
+    and returns its seconds as the child measured them. Calls alternate with the parent's
+    own contenders, so both see the same load."""
+
+    def __init__(self, factory: Callable[..., Callable[[], Any]], *args: Any,
+                 env: dict[str, str | None] | None = None) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_peer_main, args=(child, factory, args), daemon=True)
+        saved = dict(os.environ)
+        try:
+            for key, value in (PEER_ENV if env is None else env).items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            self._proc.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        child.close()
+        self._reply()  # built
+
+    def _reply(self) -> Any:
+        try:
+            reply = self._conn.recv()
+        except EOFError:
+            self._proc.join(5)
+            raise RuntimeError(f"benchmark peer process exited ({self._proc.exitcode})"
+                               ) from None
+        if isinstance(reply, BaseException):
+            raise RuntimeError("benchmark peer process failed") from reply
+        return reply
+
+    @property
+    def pid(self) -> int:
+        return int(self._proc.pid or 0)
+
+    def __call__(self) -> float:
+        self._conn.send("step")
+        return float(self._reply())
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            self._conn.send("stop")
+            self._proc.join(10)
+        self._conn.close()
+
+
+def _peer_main(conn: Any, factory: Callable[..., Callable[[], Any]], args: tuple) -> None:
+    try:
+        step = factory(*args)
+        conn.send("ready")
+    except BaseException as exc:  # reported to the parent, which raises
+        conn.send(exc)
+        return
+    while conn.recv() == "step":
+        try:
+            conn.send(timed(step))
+        except BaseException as exc:
+            conn.send(exc)
+            return
 
 
 def machine() -> dict[str, Any]:

@@ -4,8 +4,9 @@
     affine 10; ReLUs, softmax cross entropy; batch 64; fprop + bprop + SGD momentum update);
 (b) AlexNet forward + backward at batch 16 (convnet-benchmarks' one-tower layout, 3x224x224
     input, dropout active, no weight update; the first layer computes no input gradient).
-neon runs in fp32, fp16 and bf16 storage (fp32 arithmetic); PyTorch in fp32. Both use every
-core (``torch.set_num_threads``; OpenBLAS and numba threads for neon). Measurements are
+neon runs in fp32, fp16 and bf16 storage (fp32 arithmetic); PyTorch in fp32, in a process of
+its own (``common.PeerProcess``). Both use every core (``torch.set_num_threads``; the BLAS's
+and numba's threads for neon). Measurements are
 interleaved (one step of each contender per round) so that load from other processes hits
 all of them alike; each number is the median over the rounds, after warm-up steps.
 
@@ -22,6 +23,7 @@ step time <= 1.3x neon fp32's. Writes ``benchmarks/results/engine_convnet.json``
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -37,7 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from neon.backends import gen_backend  # noqa: E402
+from benchmarks.common import PeerProcess, timed  # noqa: E402
+from neon.backends import cpu_blas, gen_backend  # noqa: E402
 from neon.models import Model  # noqa: E402
 from neon.optimizers import build_optimizer  # noqa: E402
 from neon.optimizers.loss_scaling import build_loss_scaler  # noqa: E402
@@ -113,10 +116,11 @@ def neon_step(case: dict[str, Any], numerics: str, seed: int = 0) -> Callable[[]
 
 
 # ----------------------------------------------------------------------------- torch
-def torch_step(case: dict[str, Any], seed: int = 0) -> Callable[[], None]:
+def torch_step(case: dict[str, Any], threads: int, seed: int = 0) -> Callable[[], None]:
     import torch
     from torch import nn
 
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     mods: list[nn.Module] = []
     c, h, w = case["shape"]
@@ -190,15 +194,19 @@ def wait_until_idle(limit_s: float, threshold: float = 0.1) -> float:
     return busy
 
 
-def _jiffies() -> tuple[int, int]:
-    """(busy jiffies of the whole machine, jiffies this process used), from /proc."""
+def _jiffies(pids: tuple[int, ...] = ()) -> tuple[int, int]:
+    """(busy jiffies of the whole machine, jiffies used by this process and ``pids``: the
+    peer processes), from /proc."""
     total, idle = _cpu_jiffies()
-    with open("/proc/self/stat", encoding="ascii") as fh:
-        own = fh.read().rsplit(")", 1)[1].split()
-    return total - idle, int(own[11]) + int(own[12])
+    own = 0
+    for pid in ("self", *pids):
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        own += int(fields[11]) + int(fields[12])
+    return total - idle, own
 
 
-def measure(contenders: dict[str, Callable[[], None]], rounds: int, warmup: int,
+def measure(contenders: dict[str, Callable[[], Any]], rounds: int, warmup: int,
             max_seconds: float = 0.0, settle: float = SETTLE_S,
             ) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Interleaved timings: each round runs one step of every contender, each after a
@@ -220,21 +228,20 @@ def measure(contenders: dict[str, Callable[[], None]], rounds: int, warmup: int,
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     cores = os.cpu_count() or 1
     deadline = time.monotonic() + max_seconds
+    peers = tuple(step.pid for step in contenders.values() if isinstance(step, PeerProcess))
     while stats["clean_rounds"] < rounds:
         try:
-            busy0, own0 = _jiffies()
+            busy0, own0 = _jiffies(peers)
         except OSError:
             busy0 = own0 = 0
         start = time.perf_counter()
         row = {}
         for name, step in contenders.items():
             time.sleep(settle)  # idle BLAS/OpenMP workers of the previous one go to sleep
-            t0 = time.perf_counter()
-            step()
-            row[name] = time.perf_counter() - t0
+            row[name] = timed(step)
         wall = time.perf_counter() - start - settle * len(contenders)
         try:
-            busy1, own1 = _jiffies()
+            busy1, own1 = _jiffies(peers)
             others = (busy1 - busy0) - (own1 - own0)
         except OSError:
             others = 0
@@ -270,10 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                    "retry for up to this long (0: keep every round)")
     args = p.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    gen_backend("cpu", threads=args.threads)  # OpenBLAS and numba thread pools
+    gen_backend("cpu", threads=args.threads)  # BLAS and numba thread pools
     load_before = os.getloadavg()
     results: dict[str, Any] = {}
     busy_before: dict[str, float] = {}
@@ -281,10 +285,14 @@ def main(argv: list[str] | None = None) -> int:
         case = CASES[case_name]
         busy_before[case_name] = (wait_until_idle(args.wait_idle) if args.wait_idle
                                   else busy_fraction())
-        contenders = {"torch_fp32": torch_step(case)}
+        peer = PeerProcess(torch_step, case, args.threads)
+        contenders: dict[str, Callable[[], Any]] = {"torch_fp32": peer}
         for numerics in NUMERICS:
             contenders[f"neon_{numerics}"] = neon_step(case, numerics)
-        times, stats = measure(contenders, args.rounds, args.warmup, args.clean_seconds)
+        try:
+            times, stats = measure(contenders, args.rounds, args.warmup, args.clean_seconds)
+        finally:
+            peer.close()
         med = {k: statistics.median(v) for k, v in times.items()}
         results[case_name] = {
             "batch": case["batch"],
@@ -323,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                     "load_average_before": load_before, "load_average_after": os.getloadavg(),
                     "cores_busy_before_each_case": busy_before},
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "torch": torch.__version__},
+                     "torch": importlib.metadata.version("torch"),
+                     "cpu_blas": cpu_blas.BLAS.source},
         "rounds": args.rounds, "warmup": args.warmup,
         "results": results,
         "checks": checks,

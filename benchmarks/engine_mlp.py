@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from benchmarks.common import (
+    PeerProcess,
     check_targets,
     interleaved,
     median_seconds,
@@ -110,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = os.cpu_count() or 1
     x, y = make_data(nbatches)
     fns = {f"neon_{n}": neon_epoch(n, x, y) for n in ("fp32", "fp16", "bf16")}
-    fns["pytorch_fp32"] = torch_epoch(x, y, threads)
-    seconds = interleaved(fns, repeats=repeats, warmup=2)
+    fns["pytorch_fp32"] = peer = PeerProcess(torch_epoch, x, y, threads)
+    try:
+        seconds = interleaved(fns, repeats=repeats, warmup=2)
+    finally:
+        peer.close()
     samples = nbatches * BATCH
     throughput = {k: samples / s for k, s in seconds.items()}
     peaks = sgemm_peaks()

@@ -17,13 +17,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import check_targets, targets_text, write_result
+from benchmarks.common import PeerProcess, check_targets, targets_text, timed, write_result
 from neon.backends import gen_backend
 from neon.backends.backend import Backend
 from neon.layers.recurrent import LSTM
@@ -102,9 +101,7 @@ def rounds(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(fns[name]))
     return times
 
 
@@ -123,9 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     x, dy = make_data()
     fns: dict[str, Any] = {f"neon_{n}": neon_step(n, x, dy) for n in ("fp32", "fp16", "bf16")}
     fns["neon_fp32_numpy_cell"] = neon_step("fp32", x, dy, generic_cell=True)
-    fns["pytorch_fp32"] = torch_step(x, dy, threads)
+    fns["pytorch_fp32"] = peer = PeerProcess(torch_step, x, dy, threads)
     load_before = os.getloadavg()[0]
-    times = rounds(fns, repeats=repeats, warmup=warmup)
+    try:
+        times = rounds(fns, repeats=repeats, warmup=warmup)
+    finally:
+        peer.close()
     load_after = os.getloadavg()[0]
     seconds = {k: statistics.median(v) for k, v in times.items()}
     throughput = {k: BATCH * STEPS / s for k, s in seconds.items()}  # time steps per second

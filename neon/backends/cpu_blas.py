@@ -100,8 +100,8 @@ class Cblas:
         if rt is None or omp is None:
             return False
         os.environ.setdefault("KMP_BLOCKTIME", "0")
-        # loaded first and globally, so that MKL's OpenMP layer finds this runtime
-        ctypes.CDLL(str(omp), mode=ctypes.RTLD_GLOBAL)
+        # loaded first, so that MKL's OpenMP layer takes this runtime (matched by soname)
+        ctypes.CDLL(str(omp), mode=ctypes.RTLD_LOCAL)
         lib = ctypes.CDLL(str(rt))
         lib.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
         if "MKL_THREADING_LAYER" not in os.environ:
