@@ -10,10 +10,20 @@ SkylakeX kernels) it made these faster than OpenBLAS, in A/B runs in one session
 - the CIFAR convnet step: 1.12x;
 - the AlexNet step: 1.2x.
 
-Its OpenMP threads are told to sleep as soon as a GEMM ends (``KMP_BLOCKTIME=0``, unless the
-user set it). With the default 200 ms of spinning they starved numba's threads, and training
-was 4x slower. ``NEON_BLAS`` = ``mkl`` | ``openblas`` | ``numpy`` forces a choice; when it is
-not set, the first available one is used.
+Its OpenMP threads spin for 1 ms after a GEMM, then sleep (``KMP_BLOCKTIME=1``, unless the
+user set it). With the default 200 ms, idle threads hold cores that other processes need: a
+PyTorch process stepping right after neon ran 1.4x slower (``engine_rnn``). With 0 ms, every
+GEMM wakes a sleeping thread, which cost the MLP benchmark 5-10%.
+
+``NEON_BLAS`` = ``mkl`` | ``openblas`` | ``numpy`` forces a choice; when it is not set, the
+first available one is used.
+
+The binding is process-wide. A library loaded after it that calls GNU OpenMP (PyTorch) runs
+on oneMKL's libiomp5 runtime, which implements that interface; PyTorch's CIFAR step was as
+fast as alone (with a 0 ms block time it was 1.45x slower). A GNU OpenMP runtime that is
+already global when this module loads (PyTorch imported first) keeps oneMKL out, and OpenBLAS
+is used: oneMKL's threads would take their thread numbers from it and compute wrong products
+(measured). A threaded product in the self-check guards against that too.
 """
 
 from __future__ import annotations
@@ -97,9 +107,9 @@ class Cblas:
     def _bind_mkl(self) -> bool:
         rt = _wheel_file("mkl", "libmkl_rt.so")
         omp = _wheel_file("intel-openmp", "libiomp5.so")
-        if rt is None or omp is None:
+        if rt is None or omp is None or _gnu_openmp_is_global():
             return False
-        os.environ.setdefault("KMP_BLOCKTIME", "0")
+        os.environ.setdefault("KMP_BLOCKTIME", "1")
         # loaded first, so that MKL's OpenMP layer takes this runtime (matched by soname)
         ctypes.CDLL(str(omp), mode=ctypes.RTLD_LOCAL)
         lib = ctypes.CDLL(str(rt))
@@ -131,6 +141,8 @@ class Cblas:
         return False
 
     def _check(self) -> None:
+        """Sub-blocks with beta = 1 on a small product, and a product big enough to be
+        split among threads (a broken threading layer gets parts of it wrong)."""
         rng = np.random.default_rng(0)
         for dtype in (np.float32, np.float64):
             a = rng.standard_normal((5, 7)).astype(dtype)
@@ -141,6 +153,10 @@ class Cblas:
             self.gemm(a[1:4, 2:6], b[2:6, 1:6], c[1:4, 2:7], beta=1.0)
             if not np.allclose(c, want, rtol=1e-5, atol=1e-5):
                 raise RuntimeError(f"{self.source}: gemm self-check failed")
+        big = rng.standard_normal((2, 640, 640)).astype(np.float32)  # oneMKL threads 640^3
+        got = self.gemm(big[0], big[1], np.empty((640, 640), np.float32))
+        if not np.allclose(got, big[0].astype(np.float64) @ big[1], rtol=1e-4, atol=1e-3):
+            raise RuntimeError(f"{self.source}: threaded gemm self-check failed")
 
     def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, trans_a: bool = False,
              trans_b: bool = False, beta: float = 0.0, alpha: float = 1.0) -> np.ndarray:
@@ -171,6 +187,14 @@ class Cblas:
                self.TRANS if trans_b else self.NO_TRANS, m, n, k, float(alpha), a.ctypes.data,
                _ld(a), b.ctypes.data, _ld(b), float(beta), c.ctypes.data, _ld(c))
         return c
+
+
+def _gnu_openmp_is_global() -> bool:
+    """Whether a GNU OpenMP runtime is in the process's global symbol scope (PyTorch puts
+    its libgomp there). oneMKL's OpenMP layer would then take its thread numbers from it and
+    compute wrong products (measured: errors of 74 on a 512^3 sgemm)."""
+    scope = ctypes.CDLL(None)
+    return hasattr(scope, "GOMP_parallel") and not hasattr(scope, "kmp_set_blocktime")
 
 
 def _rows_contiguous(x: np.ndarray) -> bool:

@@ -112,8 +112,8 @@ PROBE = ("import json, os; from neon.backends import cpu_blas, gen_backend; "
 def test_default_is_the_first_available_library_and_neon_blas_overrides_it():
     default = _in_subprocess({}, PROBE)
     assert default["library"] == LIBRARIES[0]
-    if default["library"] == "mkl":  # its OpenMP threads must sleep between GEMMs
-        assert default["blocktime"] == "0"
+    if default["library"] == "mkl":  # its OpenMP threads must not hold the cores
+        assert default["blocktime"] == "1"
     forced = _in_subprocess({"NEON_BLAS": "openblas"}, PROBE)
     assert forced == {"library": "openblas", "blocktime": None, "folds": True}
     none = _in_subprocess({"NEON_BLAS": "numpy"}, PROBE)
@@ -125,6 +125,37 @@ def test_a_blocktime_the_user_set_is_kept():
         assert _in_subprocess({"KMP_BLOCKTIME": "5"}, PROBE)["library"] == "openblas"
         return
     assert _in_subprocess({"KMP_BLOCKTIME": "5"}, PROBE)["blocktime"] == "5"
+
+
+# PyTorch puts its GNU OpenMP runtime (libgomp) in the process's global symbol scope; the
+# copy scikit-learn's wheel ships (Linux) stands in for it here
+GNU_OPENMP_FIRST = (
+    "import ctypes, glob, os, sklearn; "
+    "libs = glob.glob(os.path.join(os.path.dirname(sklearn.__path__[0]), "
+    "'scikit_learn.libs', 'libgomp*')); "
+    "[ctypes.CDLL(p, mode=ctypes.RTLD_GLOBAL) for p in libs]; ")
+THREADED_PRODUCT = (
+    "import numpy as np; a = np.random.default_rng(0).standard_normal((2, 768, 768), "
+    "dtype=np.float32); c = cpu_blas.gemm(a[0], a[1], np.empty((768, 768), np.float32)); "
+    "err = float(np.abs(c - a[0].astype(np.float64) @ a[1]).max()); ")
+
+
+def test_onemkl_stays_out_of_a_process_where_gnu_openmp_came_first():
+    """oneMKL's OpenMP layer would take its thread numbers from libgomp: wrong products."""
+    got = _in_subprocess({}, GNU_OPENMP_FIRST + "from neon.backends import cpu_blas; "
+                         + THREADED_PRODUCT + "import json; print(json.dumps("
+                         "{'library': cpu_blas.BLAS.library, 'err': err, "
+                         "'seen': cpu_blas._gnu_openmp_is_global()}))")
+    assert got == {"library": "openblas", "err": got["err"], "seen": True}
+    assert got["err"] < 1e-2
+    assert not cpu_blas._gnu_openmp_is_global()  # this process: none, or oneMKL's own
+    if HAS_MKL_WHEEL and (os.cpu_count() or 1) > 1:  # the self-check is the second guard
+        forced = _in_subprocess({}, GNU_OPENMP_FIRST + "import json, warnings; "
+                                "from neon.backends import cpu_blas; "
+                                "cpu_blas._gnu_openmp_is_global = lambda: False; "
+                                "warnings.simplefilter('ignore'); "
+                                "print(json.dumps(cpu_blas.Cblas('mkl').library))")
+        assert forced == "numpy"
 
 
 MODELS = {
