@@ -23,7 +23,8 @@ on oneMKL's libiomp5 runtime, which implements that interface; PyTorch's CIFAR s
 fast as alone (with a 0 ms block time it was 1.45x slower). A GNU OpenMP runtime that is
 already global when this module loads (PyTorch imported first) keeps oneMKL out, and OpenBLAS
 is used: oneMKL's threads would take their thread numbers from it and compute wrong products
-(measured). A threaded product in the self-check guards against that too.
+(measured). The self-check's 640^3 product is a second, weaker guard: it catches the fault
+only when oneMKL splits that product among threads, which it may decide not to do.
 """
 
 from __future__ import annotations

@@ -166,7 +166,9 @@ def test_onemkl_stays_out_of_a_process_where_gnu_openmp_came_first():
     assert got["err"] < 1e-2
     assert not cpu_blas._gnu_openmp_is_global()  # this process: none, or oneMKL's own
     if HAS_MKL_WHEEL and (os.cpu_count() or 1) > 1:  # the self-check is the second guard
-        forced = _in_subprocess({}, GNU_OPENMP_FIRST + "import json, warnings; "
+        # (only when oneMKL splits the product: without MKL_DYNAMIC=FALSE it may not)
+        threaded = {"MKL_DYNAMIC": "FALSE", "MKL_NUM_THREADS": "2"}
+        forced = _in_subprocess(threaded, GNU_OPENMP_FIRST + "import json, warnings; "
                                 "from neon.backends import cpu_blas; "
                                 "cpu_blas._gnu_openmp_is_global = lambda: False; "
                                 "warnings.simplefilter('ignore'); "
