@@ -7,8 +7,8 @@ turns starve each other, because each one's worker threads spin after a call.
 oneMKL comes first. On the reference machine (2-core Sapphire Rapids, OpenBLAS 0.3.31 with
 SkylakeX kernels) it made these faster than OpenBLAS, in A/B runs in one session:
 - the MLP benchmark's eight GEMMs: 1.16x;
-- the CIFAR convnet step: 1.12x;
-- the AlexNet step: 1.2x.
+- the CIFAR convnet step: 1.16-1.22x;
+- the AlexNet step: 1.23x.
 
 Its OpenMP threads spin for 1 ms after a GEMM, then sleep (``KMP_BLOCKTIME=1``, unless the
 user set it). With the default 200 ms, idle threads hold cores that other processes need: a
