@@ -342,7 +342,7 @@ class CPUBackend(Backend):
         cn, xs, wr = ws["cn"], ws["xs"], ws["wr"]
         if delta is not None:
             self._to_cn(delta, cn, relu_y, db, "pqn")
-        # dW_r^T = xs block @ cn^T (12% faster in OpenBLAS than cn @ block^T)
+        # dW_r^T = xs block @ cn^T (12% faster than cn @ block^T in OpenBLAS, equal in oneMKL)
         dwt = self._work(ws, "dwt", (r, groups, cg * s, kg), dw.dtype)
         gemm = cpu_blas.gemm
         blocks = [(slice(g * cg * s, (g + 1) * cg * s), slice(g * kg, (g + 1) * kg))

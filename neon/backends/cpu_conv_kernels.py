@@ -6,7 +6,7 @@ versions there are the reference the tests compare these against. All kernels ar
 twice by ``cpu_kernels._kernel`` (serial for small inputs, parallel over independent outputs
 for large ones; the first argument's size decides) with ``cache=True``. Importing
 ``cpu_kernels`` also pins numba's threading layer to ``workqueue`` (OpenMP's spinning
-threads starve OpenBLAS on small machines), which these kernels share.
+threads starve the BLAS's on small machines), which these kernels share.
 
 Unfolding works on a CHWN copy of the images (``nchw_to_chwn``): a filter tap's source
 row is then ``(q1 - q0) * N`` contiguous values, which ``im2col``/``col2im`` move as whole

@@ -18,7 +18,7 @@ import types
 import numba as nb
 import numpy as np
 
-# OpenMP worker threads spin after a parallel region and starve OpenBLAS's threads on small
+# OpenMP worker threads spin after a parallel region and starve the BLAS's threads on small
 # machines (measured: 500x slower training on 2 cores); the workqueue layer's threads sleep.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     nb.config.THREADING_LAYER = "workqueue"
@@ -252,7 +252,7 @@ def range_stats(x):  # pragma: no cover - compiled
 
 # Count-free variants for the common case (no diagnostics): the counters above halve the
 # speed of the loops. Serial on purpose: rounding is memory-bound (a second thread measured
-# no gain) and numba's threads would fight OpenBLAS's spinning ones between GEMMs.
+# no gain) and numba's threads would fight the BLAS's spinning ones between GEMMs.
 @nb.njit(**_OPTS)
 def round_fp16_fast(x):  # pragma: no cover - compiled
     for i in range(x.size):
