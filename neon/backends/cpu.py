@@ -91,6 +91,11 @@ class CPUBackend(Backend):
             self.flow.add(int(w.size + vel.size), int(over), int(under))
         return None
 
+    def describe(self) -> dict[str, Any]:
+        """``Backend.describe`` plus the library behind the GEMMs (results may differ in the
+        last bits between libraries)."""
+        return {**super().describe(), "blas": cpu_blas.BLAS.source}
+
     @property
     def folds_updates(self) -> bool:
         """With a cblas to call: its GEMM takes the momentum update's alpha and beta."""

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from neon.backends import cpu_blas
+
 DIGITS = "examples/mlp/digits-small.yaml"
 
 
@@ -38,6 +40,7 @@ def test_train_digits_end_to_end(tmp_path, numerics):
     assert result["final"]["val_misclassification"] <= 0.05
     assert len(result["history"]) == 10 and result["timing"]["total_seconds"] > 0
     assert result["backend"]["numerics"] == numerics
+    assert result["backend"]["blas"] == cpu_blas.BLAS.source  # which library ran the GEMMs
     with np.load(ckpt, allow_pickle=False) as f:
         assert "param/affine_0/W" in f.files
 
