@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,37 +202,49 @@ class Model:
         if self.loss_scaler is None or loss_scale is not None:
             self.loss_scaler = build_loss_scaler(loss_scale, be.numerics)
         scaler = self.loss_scaler
-        start = self.epoch if initial_epoch is None else int(initial_epoch)
-        cbs = CallbackList(callbacks)
-        history = History()
-        cbs.on_train_begin(self, epochs, start)
         params = self.params
         grads = [p.grad for p in params]
         bufs: dict[str, Any] = {}
         timer = LayerTimer(be) if diag.timing else None
         ranges = RangeRecorder(be) if diag.ranges else None
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            record = self._train_epoch(
+                train, optimizer, scaler, epoch, params, grads, bufs, timer, ranges, diag
+            )
+            if valid is not None and metric_objs:
+                for name, value in self.eval(valid, metric_objs).items():
+                    record[f"val_{name}"] = value
+            if diag.enabled:
+                record["diagnostics"] = self._diagnostics(timer, ranges)
+            return record
+
         saved_flow = be.flow
         if diag.ranges:
             be.flow = FlowCounter()
         try:
-            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-                for epoch in range(start, epochs):
-                    cbs.on_epoch_begin(epoch + 1)
-                    record = self._train_epoch(
-                        train, optimizer, scaler, epoch, params, grads, bufs, timer, ranges, diag
-                    )
-                    if valid is not None and metric_objs:
-                        for name, value in self.eval(valid, metric_objs).items():
-                            record[f"val_{name}"] = value
-                    if diag.enabled:
-                        record["diagnostics"] = self._diagnostics(timer, ranges)
-                    self.epoch = epoch + 1
-                    history.epochs.append(record)
-                    if cbs.on_epoch_end(epoch + 1, record):
-                        history.stopped_early = epoch + 1 < epochs
-                        break
+            return self._run_epochs(epochs, callbacks, initial_epoch, run_epoch)
         finally:
             be.flow = saved_flow
+
+    def _run_epochs(self, epochs: int, callbacks: Iterable[Callback] | None,
+                    initial_epoch: int | None,
+                    run_epoch: Callable[[int], dict[str, Any]]) -> History:
+        """The epoch loop every ``fit`` shares: ``run_epoch(epoch)`` trains one epoch and
+        returns its record; callbacks see each record and may stop the loop."""
+        start = self.epoch if initial_epoch is None else int(initial_epoch)
+        cbs = CallbackList(callbacks)
+        history = History()
+        cbs.on_train_begin(self, epochs, start)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            for epoch in range(start, epochs):
+                cbs.on_epoch_begin(epoch + 1)
+                record = run_epoch(epoch)
+                self.epoch = epoch + 1
+                history.epochs.append(record)
+                if cbs.on_epoch_end(epoch + 1, record):
+                    history.stopped_early = epoch + 1 < epochs
+                    break
         cbs.on_train_end(history)
         return history
 

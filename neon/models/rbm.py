@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from neon.callbacks import Callback, CallbackList
+from neon.callbacks import Callback
 from neon.errors import ConfigError, TrainingDiverged
 from neon.initializers import Initializer
 from neon.layers.affine import Affine
@@ -124,35 +124,26 @@ class RBM(Model):
         metric_objs = build_metrics(metrics)
         _check_metrics(metric_objs)
         self.optimizer = optimizer
-        start = self.epoch if initial_epoch is None else int(initial_epoch)
-        cbs = CallbackList(callbacks)
-        history = History()
-        cbs.on_train_begin(self, epochs, start)
-        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-            for epoch in range(start, epochs):
-                cbs.on_epoch_begin(epoch + 1)
-                t0 = time.perf_counter()
-                optimizer.set_epoch(epoch)
-                train.set_epoch(epoch)
-                be.set_epoch(epoch)
-                loss = train_rbm(self.rbm, (xb for xb, _ in train), optimizer, self.k,
-                                 self.persistent)
-                if not np.isfinite(loss):
-                    raise TrainingDiverged(epoch + 1, None, loss)
-                record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss,
-                                          "lr": optimizer.lr}
-                if valid is not None and metric_objs:
-                    for name, value in rbm_eval(self.rbm, (xb for xb, _ in valid),
-                                                metric_objs).items():
-                        record[f"val_{name}"] = value
-                record["seconds"] = time.perf_counter() - t0
-                self.epoch = epoch + 1
-                history.epochs.append(record)
-                if cbs.on_epoch_end(epoch + 1, record):
-                    history.stopped_early = epoch + 1 < epochs
-                    break
-        cbs.on_train_end(history)
-        return history
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            optimizer.set_epoch(epoch)
+            train.set_epoch(epoch)
+            be.set_epoch(epoch)
+            loss = train_rbm(self.rbm, (xb for xb, _ in train), optimizer, self.k,
+                             self.persistent)
+            if not np.isfinite(loss):
+                raise TrainingDiverged(epoch + 1, None, loss)
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss,
+                                      "lr": optimizer.lr}
+            if valid is not None and metric_objs:
+                for name, value in rbm_eval(self.rbm, (xb for xb, _ in valid),
+                                            metric_objs).items():
+                    record[f"val_{name}"] = value
+            record["seconds"] = time.perf_counter() - t0
+            return record
+
+        return self._run_epochs(epochs, callbacks, initial_epoch, run_epoch)
 
     def eval(self, data: Any, metrics: Any = ("reconstruction_error",)) -> dict[str, float]:
         self.initialize(data.shape)
