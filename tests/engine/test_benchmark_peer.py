@@ -17,10 +17,10 @@ def test_a_peer_step_reports_the_time_measured_in_the_child():
     try:
         assert peer.pid > 0
         seconds = [peer() for _ in range(3)]
-        assert all(isinstance(s, float) and 0.05 <= s < 0.5 for s in seconds)
+        assert all(isinstance(s, float) and 0.05 <= s < 2.0 for s in seconds)
         both = interleaved({"peer": peer, "here": functools.partial(time.sleep, 0.01)},
                            repeats=3)
-        assert 0.05 <= both["peer"] < 0.5 and 0.01 <= both["here"] < 0.05
+        assert 0.05 <= both["peer"] < 2.0 and 0.01 <= both["here"] < 2.0
     finally:
         peer.close()
     assert not peer._proc.is_alive()
@@ -28,7 +28,7 @@ def test_a_peer_step_reports_the_time_measured_in_the_child():
 
 def test_timed_takes_a_reported_time_and_otherwise_the_wall_time():
     assert timed(lambda: 123.0) == 123.0
-    assert 0.02 <= timed(functools.partial(time.sleep, 0.02)) < 0.5
+    assert 0.02 <= timed(functools.partial(time.sleep, 0.02)) < 2.0
 
 
 def test_failures_in_the_peer_are_raised_in_the_parent():

@@ -212,7 +212,7 @@ def test_a_training_step_does_every_gemm_in_the_bound_library(monkeypatch, model
     monkeypatch.setattr(np, "matmul", forbidden)
     monkeypatch.setattr(cpu_blas, "gemm", lambda *a, **k: calls.append(1) or real(*a, **k))
     net.fit(data, opt, 1, metrics=None)
-    assert len(calls) >= 2 * len(net.params) // 2
+    assert len(calls) >= 4  # two batches: a forward and a weight-gradient GEMM each, at least
 
 
 def test_the_generic_gemm_is_the_reference():
