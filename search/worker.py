@@ -8,8 +8,10 @@ cannot take the sweep down: ``status`` is ``ok`` or ``failed`` with the error's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -95,13 +97,39 @@ def process_main(jobs: Any, queue: Any) -> None:
     Ctrl-C belongs to the controller (it ends workers itself), so workers ignore SIGINT.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    spec = jobs.recv()
-    jobs.close()
+    try:
+        spec = jobs.recv()
+    except EOFError:  # the controller is gone
+        return
     if spec is None:
         return
+    finishing = threading.Event()
+    threading.Thread(target=_exit_when_closed, args=(jobs, finishing), name="controller-link",
+                     daemon=True).start()
     os.environ.update(spec.get("env") or {})  # e.g. CUDA_VISIBLE_DEVICES, before CUDA starts
     result = run_job(spec, report=queue.put)
+    finishing.set()  # before the put: the controller may close the link as soon as it has it
     queue.put(result)
+
+
+EXIT_GRACE_S = 10.0  # a finished worker's normal exit (flushing its queue) takes milliseconds
+
+
+def _exit_when_closed(link: Any, finishing: threading.Event) -> None:
+    """End this process when the controller closes its end of ``link``, which the system does
+    when the controller dies. A worker of a killed controller would otherwise train on, and
+    then wait forever to flush its queue into a pipe nobody reads (seen: workers of a killed
+    sweep still alive an hour later).
+
+    The controller itself closes the link once it has the job's result. Then the process is
+    already exiting, and it must not be cut short: its queue's feeder may still hold the lock
+    that every worker's messages pass through. So after the result, it gets ``EXIT_GRACE_S``.
+    (A cancelled job's process is killed before its link is closed.)"""
+    with contextlib.suppress(EOFError, OSError):
+        link.recv()
+    if finishing.is_set():
+        time.sleep(EXIT_GRACE_S)
+    os._exit(0)
 
 
 def dask_main(spec: dict[str, Any], queue_name: str) -> dict[str, Any]:

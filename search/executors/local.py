@@ -67,6 +67,7 @@ class LocalExecutor(Executor):
         self._done: set[str] = set()
         self.gpu_slots = GPUSlots()
         self.spare: tuple[Any, Any] | None = None  # (process, pipe end) waiting for a job
+        self.links: dict[str, Any] = {}  # job -> its pipe end, open while the job is ours
         self._exiting: list[Any] = []
 
     def start(self) -> None:
@@ -94,9 +95,9 @@ class LocalExecutor(Executor):
         self.spare = None
         job.submitted_at = time.time()
         sender.send(job.spec)
-        sender.close()
         self.jobs[job.key] = job
         self.procs[job.key] = proc
+        self.links[job.key] = sender  # closing it ends the process (worker._exit_when_closed)
         self.spare = self._fork()  # the next job's process starts while this one runs
 
     def _drain(self, timeout: float) -> list[dict[str, Any]]:
@@ -141,6 +142,9 @@ class LocalExecutor(Executor):
         """Stop tracking a finished job; its process (exiting now) is reaped later."""
         self.jobs.pop(key, None)
         self.gpu_slots.release(key)
+        link = self.links.pop(key, None)
+        if link is not None:
+            link.close()
         proc = self.procs.pop(key, None)
         if proc is not None:
             self._exiting.append(proc)

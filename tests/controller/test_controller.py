@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import TEMPLATE, write_sweep
@@ -167,6 +168,31 @@ def completed(workdir):
     return len(done)
 
 
+def descendants(pid):
+    """PIDs of the processes below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_kill_9_then_resume_counts_trials_without_duplicates(sweep_dir):
     path = write_sweep(sweep_dir, trials=6, parallel=2, epochs=3)
     workdir = sweep_dir / "w"
@@ -187,6 +213,28 @@ def test_kill_9_then_resume_counts_trials_without_duplicates(sweep_dir):
     assert all([h["epoch"] for h in t["history"]] == [1, 2, 3] for t in data["trials"])
     finished_before = [t for t in data["trials"] if t["number"] < before]
     assert all(t["attempts"] == 1 for t in finished_before[:before])
+
+
+def test_workers_of_a_killed_controller_exit(sweep_dir):
+    """kill -9 of the controller: its workers, mid-trial, exit instead of training on and
+    then waiting forever to flush their queue into a pipe nobody reads."""
+    path = write_sweep(sweep_dir, trials=2, parallel=2, epochs=100_000)
+    workdir = sweep_dir / "w"
+    proc = sweep_process(path, workdir)
+
+    def running():
+        states = {e["trial"]["number"]: e["trial"]["state"] for e in Journal(workdir).events()
+                  if e["event"] == "trial"}
+        return list(states.values()).count("running") == 2
+
+    assert wait_for(running)
+    time.sleep(1.0)  # the workers are training
+    below = descendants(proc.pid)  # the forkserver, the two workers, the spare
+    assert len(below) >= 3
+    proc.kill()
+    proc.wait()
+    assert wait_for(lambda: not any(alive(p) for p in below), timeout=30), [
+        p for p in below if alive(p)]
 
 
 def test_ctrl_c_marks_killed_exits_130_and_resumes(sweep_dir):
