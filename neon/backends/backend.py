@@ -222,6 +222,26 @@ class Backend:
             out += res
         return out
 
+    def bias_activation(self, y: Any, bias: Any, activation: Any) -> Any:
+        """``y = activation(y + bias)`` in place: what follows an affine layer's GEMM.
+        ``bias`` (broadcast over the rows of 2-D ``y``) and ``activation`` may be None;
+        not rounded to storage."""
+        if bias is not None:
+            y += bias
+        if activation is not None:
+            activation.fprop(self, y, y)
+        return y
+
+    def activation_bias_grad(self, y: Any, delta: Any, activation: Any, bias_grad: Any) -> Any:
+        """What starts an affine layer's bprop: ``delta *= activation'(y)`` in place, then
+        ``bias_grad = delta.sum(axis=0)`` for 2-D ``delta``. Either may be None; not rounded
+        to storage."""
+        if activation is not None:
+            activation.bprop(self, y, delta, delta)
+        if bias_grad is not None:
+            delta.sum(axis=0, out=bias_grad)
+        return delta
+
     # ----------------------------------------------------------------- convolution primitives
     # Contract shared by every backend (a GPU backend's raw kernels must match it): images
     # are C-contiguous NCHW arrays in the compute dtype; ``fshape``, ``strides`` and

@@ -23,7 +23,7 @@ on oneMKL's libiomp5 runtime, which implements that interface; PyTorch's CIFAR s
 fast as alone (with a 0 ms block time it was 1.45x slower). A GNU OpenMP runtime that is
 already global when this module loads (PyTorch imported first) keeps oneMKL out, and OpenBLAS
 is used: oneMKL's threads would take their thread numbers from it and compute wrong products
-(measured). The self-check's 640^3 product is a second, weaker guard: it catches the fault
+(measured). The self-check's 1024^3 product is a second, weaker guard: it catches the fault
 only when oneMKL splits that product among threads, which it may decide not to do.
 """
 
@@ -58,14 +58,25 @@ def _wheel_file(dist: str, prefix: str) -> Path | None:
     return None
 
 
-def _declare(fns: tuple[Any, Any], int_t: Any) -> dict[np.dtype, Any]:
-    """ctypes signatures of a ``cblas_sgemm``/``cblas_dgemm`` pair with integer type int_t."""
-    for fn, real in zip(fns, (ctypes.c_float, ctypes.c_double)):
+def _declare(lib: Any, prefix: str, suffix: str, int_t: Any
+             ) -> tuple[dict[np.dtype, Any], dict[np.dtype, Any]]:
+    """ctypes signatures of ``lib``'s ``{prefix}?gemm{suffix}`` and ``?axpy`` for fp32 and
+    fp64, with integer type int_t; AttributeError when the GEMMs are missing."""
+    gemms, axpys = {}, {}
+    for t, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):
+        dtype = np.dtype(np.float32 if t == "s" else np.float64)
+        fn = getattr(lib, f"{prefix}{t}gemm{suffix}")
         fn.restype = None
         fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, real,
                        ctypes.c_void_p, int_t, ctypes.c_void_p, int_t, real, ctypes.c_void_p,
                        int_t]
-    return {np.dtype(np.float32): fns[0], np.dtype(np.float64): fns[1]}
+        gemms[dtype] = fn
+        axpy = getattr(lib, f"{prefix}{t}axpy{suffix}", None)
+        if axpy is not None:
+            axpy.restype = None
+            axpy.argtypes = [int_t, real, ctypes.c_void_p, int_t, ctypes.c_void_p, int_t]
+            axpys[dtype] = axpy
+    return gemms, axpys
 
 
 class Cblas:
@@ -83,6 +94,7 @@ class Cblas:
         elif choice not in CHOICES:
             raise ValueError(f"BLAS {choice!r}: expected one of {', '.join(CHOICES)}")
         self.fns: dict[np.dtype, Any] = {}
+        self.axpys: dict[np.dtype, Any] = {}
         self.library = "numpy"
         self.source = "numpy.matmul"
         for name, bind in (("mkl", self._bind_mkl), ("openblas", self._bind_openblas)):
@@ -95,7 +107,7 @@ class Cblas:
                     return
             except Exception:  # unusable library: try the next, else numpy.matmul
                 pass
-            self.fns = {}
+            self.fns, self.axpys = {}, {}
             self.source = "numpy.matmul"
         if choice not in (None, "numpy"):
             warnings.warn(f"BLAS {choice!r} is not usable here: GEMMs run in numpy.matmul",
@@ -117,7 +129,7 @@ class Cblas:
         lib.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
         if "MKL_THREADING_LAYER" not in os.environ:
             lib.MKL_Set_Threading_Layer(_MKL_THREADING_INTEL)
-        self.fns = _declare((lib.cblas_sgemm, lib.cblas_dgemm), ctypes.c_int)
+        self.fns, self.axpys = _declare(lib, "cblas_", "", ctypes.c_int)
         self.source = f"{rt.name}:cblas_?gemm"
         return True
 
@@ -132,18 +144,19 @@ class Cblas:
                                           ("cblas_", "64_", ctypes.c_int64),
                                           ("cblas_", "", ctypes.c_int)):
                 try:
-                    fns = (getattr(lib, f"{prefix}sgemm{suffix}"),
-                           getattr(lib, f"{prefix}dgemm{suffix}"))
+                    self.fns, self.axpys = _declare(lib, prefix, suffix, int_t)
                 except AttributeError:
                     continue
-                self.fns = _declare(fns, int_t)
                 self.source = f"{os.path.basename(info['filepath'])}:{prefix}?gemm{suffix}"
                 return True
         return False
 
     def _check(self) -> None:
-        """Sub-blocks with beta = 1 on a small product, and a product big enough to be
-        split among threads (a broken threading layer gets parts of it wrong)."""
+        """Sub-blocks with beta = 1 on a small product, and a 1024^3 product that every
+        library splits among its threads (a broken threading layer gets parts of it wrong:
+        oneMKL under libgomp did at 1024^3 every time, at 512^3-768^3 only now and then).
+        The big product holds small integers, so it is exact and checked in O(n^2) against
+        a matrix-vector product (Freivalds)."""
         rng = np.random.default_rng(0)
         for dtype in (np.float32, np.float64):
             a = rng.standard_normal((5, 7)).astype(dtype)
@@ -154,9 +167,11 @@ class Cblas:
             self.gemm(a[1:4, 2:6], b[2:6, 1:6], c[1:4, 2:7], beta=1.0)
             if not np.allclose(c, want, rtol=1e-5, atol=1e-5):
                 raise RuntimeError(f"{self.source}: gemm self-check failed")
-        big = rng.standard_normal((2, 640, 640)).astype(np.float32)  # oneMKL threads 640^3
-        got = self.gemm(big[0], big[1], np.empty((640, 640), np.float32))
-        if not np.allclose(got, big[0].astype(np.float64) @ big[1], rtol=1e-4, atol=1e-3):
+        n = 1024
+        big = (np.arange(n * n, dtype=np.int32) % 7 - 3).astype(np.float32).reshape(n, n)
+        x = (np.arange(n) % 3 - 1).astype(np.float32)  # every partial sum below is < 2**24
+        got = self.gemm(big, big, np.empty_like(big))
+        if not np.array_equal(got @ x, big @ (big @ x)):
             raise RuntimeError(f"{self.source}: threaded gemm self-check failed")
 
     def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, trans_a: bool = False,
@@ -166,13 +181,11 @@ class Cblas:
         and ``b`` may be transposed views; anything else goes to ``numpy.matmul``."""
         m, n = c.shape
         k = a.shape[0] if trans_a else a.shape[1]
-        if _columns_contiguous(a):
-            a, trans_a = a.T, not trans_a
-        if _columns_contiguous(b):
-            b, trans_b = b.T, not trans_b
+        lda, a, trans_a = _operand(a, trans_a)
+        ldb, b, trans_b = _operand(b, trans_b)
         fn = self.fns.get(c.dtype)
-        if (fn is None or a.dtype != c.dtype or b.dtype != c.dtype
-                or not all(map(_rows_contiguous, (a, b, c)))):
+        ldc = _row_ld(c)
+        if fn is None or a.dtype != c.dtype or b.dtype != c.dtype or not (lda and ldb and ldc):
             res = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
             if alpha != 1.0:
                 res *= alpha
@@ -186,8 +199,20 @@ class Cblas:
         if m and n:
             fn(self.ROW_MAJOR, self.TRANS if trans_a else self.NO_TRANS,
                self.TRANS if trans_b else self.NO_TRANS, m, n, k, float(alpha), a.ctypes.data,
-               _ld(a), b.ctypes.data, _ld(b), float(beta), c.ctypes.data, _ld(c))
+               lda, b.ctypes.data, ldb, float(beta), c.ctypes.data, ldc)
         return c
+
+    def axpy(self, alpha: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``y += alpha * x`` in place. oneMKL and OpenBLAS split it among their threads
+        (the same ones as the GEMMs', so none spins against another's); arrays the library
+        cannot take go to numpy."""
+        fn = self.axpys.get(y.dtype)
+        if (fn is None or x.dtype != y.dtype or x.shape != y.shape
+                or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+            y += alpha * x if alpha != 1.0 else x
+        elif y.size:
+            fn(y.size, float(alpha), x.ctypes.data, 1, y.ctypes.data, 1)
+        return y
 
 
 def _gnu_openmp_is_global() -> bool:
@@ -198,22 +223,28 @@ def _gnu_openmp_is_global() -> bool:
     return hasattr(scope, "GOMP_parallel") and not hasattr(scope, "kmp_set_blocktime")
 
 
-def _rows_contiguous(x: np.ndarray) -> bool:
-    """A 2-D block whose rows are contiguous and do not overlap (cblas's row-major operand)."""
+def _row_ld(x: np.ndarray) -> int:
+    """The leading dimension of ``x`` as a row-major cblas operand: a 2-D block whose rows
+    are contiguous and do not overlap; 0 when it is not one."""
     if x.ndim != 2:
-        return False
+        return 0
     rows, cols = x.shape
-    return ((cols <= 1 or x.strides[1] == x.itemsize)
-            and (rows <= 1 or x.strides[0] >= max(cols, 1) * x.itemsize))
+    step, item = x.strides[0], x.itemsize
+    if ((cols <= 1 or x.strides[1] == item)
+            and (rows <= 1 or (step >= cols * item and step % item == 0))):
+        return max(step // item, cols, 1)
+    return 0
 
 
-def _columns_contiguous(x: np.ndarray) -> bool:
-    """A transposed view of such a block (and not itself one)."""
-    return x.ndim == 2 and _rows_contiguous(x.T) and not _rows_contiguous(x)
-
-
-def _ld(a: np.ndarray) -> int:
-    return max(a.strides[0] // a.itemsize, a.shape[1], 1)
+def _operand(x: np.ndarray, trans: bool) -> tuple[int, np.ndarray, bool]:
+    """``(ld, x, trans)`` for cblas, a transposed view turned into a transpose of its base
+    block; ld is 0 when ``x`` is neither."""
+    ld = _row_ld(x)
+    if not ld:
+        ld = _row_ld(x.T)
+        if ld:
+            return ld, x.T, not trans
+    return ld, x, trans
 
 
 BLAS = Cblas()

@@ -344,6 +344,41 @@ def momentum_finish(w, v, decay):  # pragma: no cover - compiled
 
 
 @nb.njit(**_OPTS)
+def bias_activation(y, b, relu):  # pragma: no cover - compiled
+    """``Backend.bias_activation`` for 2-D ``y`` with a bias and identity or ReLU, in one
+    pass where numpy takes two (the ReLU keeps NaN, as ``numpy.maximum`` does)."""
+    zero = y.dtype.type(0)
+    for i in range(y.shape[0]):
+        row = y[i]
+        if relu:
+            for j in range(row.size):
+                v = row[j] + b[j]
+                row[j] = zero if v < zero else v
+        else:
+            for j in range(row.size):
+                row[j] += b[j]
+
+
+@nb.njit(**_OPTS)
+def activation_bias_grad(y, d, bias_grad, relu):  # pragma: no cover - compiled
+    """``Backend.activation_bias_grad`` for 2-D ``d`` with identity or ReLU and a bias: one
+    pass where numpy takes three. Rows are summed in order, as numpy's axis-0 sum does."""
+    one, zero = d.dtype.type(1), d.dtype.type(0)
+    bias_grad[:] = zero
+    for i in range(d.shape[0]):
+        row = d[i]
+        if relu:
+            out = y[i]
+            for j in range(row.size):
+                v = row[j] * (one if out[j] > zero else zero)
+                row[j] = v
+                bias_grad[j] += v
+        else:
+            for j in range(row.size):
+                bias_grad[j] += row[j]
+
+
+@nb.njit(**_OPTS)
 def all_finite_bits(bits):  # pragma: no cover - compiled
     """True when no value (fp32 bit patterns) is inf or NaN: a branch-free OR-reduction."""
     seen = _U(0)

@@ -75,10 +75,7 @@ class Affine(Layer):
         rows = self.x2.shape[0]
         y = self.buffer("y", (rows, self.nout))
         be.gemm(self.x2, self.W.value, y)
-        if self.b is not None:
-            y += self.b.value
-        if self.activation is not None:
-            self.activation.fprop(be, y, y)
+        be.bias_activation(y, None if self.b is None else self.b.value, self.activation)
         be.quantize(y)
         self.y = y
         return y.reshape((x.shape[0], *self.out_shape))
@@ -86,10 +83,9 @@ class Affine(Layer):
     def bprop(self, delta: Any) -> Any:
         be = self.be
         d = delta.reshape(-1, self.nout)
-        if self.activation is not None and not self.skip_act_bprop:
-            self.activation.bprop(be, self.y, d, d)
+        act = None if self.skip_act_bprop else self.activation
+        be.activation_bias_grad(self.y, d, act, None if self.b is None else self.b.grad)
         if self.b is not None:
-            d.sum(axis=0, out=self.b.grad)
             be.quantize(self.b.grad)
         fold = self.W.fold
         if fold is None:

@@ -53,6 +53,38 @@ def test_gemm_matches_numpy(name, dtype, trans_a, trans_b, alpha, beta):
 
 
 @pytest.mark.parametrize("name", [*LIBRARIES, "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha", [1.0, -0.25])
+@pytest.mark.parametrize("size", [0, 7, 300_000])  # the big one is split among threads
+def test_axpy_matches_numpy(name, dtype, alpha, size):
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((2, size)).astype(dtype)
+    want = y + dtype(alpha) * x
+    got = BOUND[name].axpy(alpha, x, y)
+    assert got is y
+    if alpha == 1.0:
+        np.testing.assert_array_equal(y, want)  # one rounding either way
+    else:
+        np.testing.assert_allclose(y, want, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("name", LIBRARIES)
+@pytest.mark.parametrize("case", ["strided", "mixed_dtype", "broadcast"])
+def test_axpy_on_what_the_library_cannot_take_falls_back_to_numpy(name, case):
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((2, 6, 8)).astype(np.float32)
+    if case == "strided":
+        x, y = x[:, ::2], y[:, ::2]
+    elif case == "mixed_dtype":
+        x = x.astype(np.float64)
+    else:
+        x = x[0]
+    want = y - 0.5 * x
+    BOUND[name].axpy(-0.5, x, y)
+    np.testing.assert_allclose(y, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", [*LIBRARIES, "numpy"])
 def test_gemm_on_sub_blocks_and_transposed_views(name):
     """Leading dimensions of sub-blocks; an F-ordered operand is its transpose's block."""
     gemm = BOUND[name].gemm

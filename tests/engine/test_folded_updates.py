@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neon.backends import gen_backend
+from neon.backends import cpu_blas, gen_backend
 from neon.backends.backend import Backend
 from neon.datasets import load_dataset
 from neon.models import Model
@@ -15,16 +15,37 @@ from neon.models.autoencoder import Autoencoder
 from neon.optimizers import build_optimizer
 
 
+@pytest.mark.parametrize("shape", [(4, 5), (512, 600)])  # the BLAS threads the big axpy
 @pytest.mark.parametrize("decay", [0.0, 0.05])
-def test_momentum_finish_matches_the_generic_version(decay):
+def test_momentum_finish_matches_the_generic_version(decay, shape):
     be = gen_backend("cpu", "fp32")
     rng = np.random.default_rng(1)
-    w, v = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    w, v = rng.standard_normal((2, *shape)).astype(np.float32)
     w_ref, v_ref = w.copy(), v.copy()
     Backend.momentum_finish(be, w_ref, v_ref, decay)
     be.momentum_finish(w, v, decay)
-    np.testing.assert_allclose(w, w_ref, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(v, v_ref, rtol=1e-6, atol=1e-7)
+    if decay:
+        np.testing.assert_allclose(w, w_ref, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(v, v_ref, rtol=1e-6, atol=1e-7)
+    else:  # w += v: one rounding, whoever adds
+        np.testing.assert_array_equal(w, w_ref)
+        np.testing.assert_array_equal(v, v_ref)
+
+
+def test_momentum_finish_without_decay_is_the_blas_axpy(monkeypatch):
+    """On the BLAS's threads (the numba pass runs on one core); numpy's OpenBLAS is always
+    there to bind."""
+    blas = cpu_blas.Cblas("openblas")
+    calls = []
+    monkeypatch.setattr(blas, "axpy", lambda *a, real=blas.axpy: calls.append(a[0]) or real(*a))
+    monkeypatch.setattr(cpu_blas, "BLAS", blas)
+    be = gen_backend("cpu", "fp32")
+    w, v = np.ones((2, 3, 4), np.float32)
+    be.momentum_finish(w, v, 0.0)  # w = 2
+    be.momentum_finish(w, v, 0.1)  # v = 1 - 0.1 * 2, w = 2 + v
+    assert calls == [1.0]
+    np.testing.assert_allclose(w, 2.8, rtol=1e-6)
+    np.testing.assert_allclose(v, 0.8, rtol=1e-6)
 
 
 def _fit(numerics: str, opt_spec: dict, fold: bool, diagnostics: dict | None = None,
