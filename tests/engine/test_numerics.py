@@ -154,3 +154,70 @@ def test_all_finite_sees_every_inf_and_nan():
         y[-1] = bad
         assert not be.all_finite([x, y])
     assert not gen_backend("cpu", "fp64").all_finite([np.array([1.0, np.nan])])
+
+
+def _with_nan_payloads(x: np.ndarray) -> np.ndarray:
+    payloads = np.array([0x7F800001, 0xFF800001, 0x7FBFFFFF, 0x7FC00001, 0xFFFFFFFF, 0x7F802000],
+                        np.uint32).view(np.float32)
+    return np.concatenate([x, payloads])
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+def test_fast_rounders_are_the_counting_ones_bit_for_bit(fmt):
+    """The count-free kernels (bf16's on signed bits, fp16's a hardware conversion where
+    there is one) against the counting ones, NaN payloads included."""
+    x = _with_nan_payloads(hard_values(fmt))
+    fast, counted = x.copy(), x.copy()
+    kernels.FAST_ROUNDERS[fmt](fast.view(np.uint32))
+    kernels.ROUNDERS[fmt].serial(counted.view(np.uint32))
+    np.testing.assert_array_equal(fast.view(np.uint32), counted.view(np.uint32))
+
+
+def test_fp16_rounds_in_hardware_where_the_cpu_converts():
+    """F16C on x86-64 (the reference machine and CI): the fast path must not be lost."""
+    import platform
+
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features().flatten().split(",")
+    if platform.machine() == "x86_64":
+        assert kernels.FP16_IN_HARDWARE is ("+f16c" in features)
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_one_pass_16_bit_momentum_is_the_two_pass_one_bit_for_bit(fmt, nesterov):
+    """The one-loop step (fp16 in hardware, bf16) against velocity-then-weights passes."""
+    rng = np.random.default_rng(2)
+    w, g, v = (rng.standard_normal((3, 70_001)) * [[1.0], [300.0], [0.1]]).astype(np.float32)
+    w[:3] = [np.inf, np.nan, 7e4]
+    bf16 = fmt == "bf16"
+    kernels.FAST_ROUNDERS[fmt](w.view(np.uint32))
+    kernels.FAST_ROUNDERS[fmt](v.view(np.uint32))
+    lr, mu, inv_scale, wd = (np.float32(a) for a in (0.05, 0.9, 1 / 128, 1e-3))
+    args = (lr, mu, nesterov, inv_scale, wd)
+    one, two = (w.copy(), v.copy()), (w.copy(), v.copy())
+    kernels.FAST_MOMENTUM[fmt](one[0], g, one[1], *args)
+    kernels._velocity_16(two[0], g, two[1], lr, mu, inv_scale, wd, bf16)
+    kernels._weights_16(two[0], g, two[1], *args, bf16)
+    for got, want in zip(one, two):
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_the_software_fp16_value_rounding_is_the_hardware_one():
+    """``_fp16_by_bits`` (machines without F16C) and the conversion agree bit for bit."""
+    import numba
+
+    @numba.njit
+    def both(x, soft, hard):
+        for i in range(x.size):
+            soft[i] = kernels._fp16_by_bits(x[i])
+            hard[i] = kernels._fp16_by_conversion(x[i]) if kernels.FP16_IN_HARDWARE else soft[i]
+
+    x = _with_nan_payloads(hard_values("fp16"))
+    soft, hard = np.empty_like(x), np.empty_like(x)
+    both(x, soft, hard)
+    counted = x.copy()
+    kernels.ROUNDERS["fp16"].serial(counted.view(np.uint32))
+    np.testing.assert_array_equal(soft.view(np.uint32), counted.view(np.uint32))
+    np.testing.assert_array_equal(hard.view(np.uint32), counted.view(np.uint32))
