@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -97,7 +98,9 @@ class PeerProcess:
 
     def close(self) -> None:
         if self._proc.is_alive():
-            self._conn.send("stop")
+            # a child whose step failed exits on its own, maybe between the check and the send
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._conn.send("stop")
             self._proc.join(10)
         self._conn.close()
 
