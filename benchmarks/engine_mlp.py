@@ -100,10 +100,8 @@ def sgemm_calls(n: int = PEAK_N) -> dict[str, Callable[[], float]]:
     """An n^3 sgemm in numpy (its OpenBLAS) and in the engine's BLAS, each returning the
     seconds of the last of three products in a row, a sustained load like the epochs it
     alternates with. The first two let the threads of the library that ran before go idle
-    (OpenBLAS's spin for about 0.1 s after a call: oneMKL right after numpy's sgemm ran at
-    half speed); a pause instead would let the cores boost their clocks for the timed product
-    (measured: 418-420 against 344-398 GFLOP/s). The fraction of peak is taken against the
-    faster library."""
+    (OpenBLAS's spin for about 0.1 s after a call: timed at once, oneMKL right after numpy's
+    sgemm ran at half speed). The fraction of peak is taken against the faster library."""
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     c = np.empty_like(a)
     products = {"numpy": lambda: np.dot(a, a, out=c)}

@@ -65,6 +65,20 @@ class FlowCounter:
         self.counts.clear()
 
 
+def scale_into(out: Any, product: Any, alpha: float, beta: float) -> Any:
+    """``out = alpha * product + beta * out`` in place (``product`` is scratch and may be
+    scaled): the GEMM epilogue where a matrix product cannot take alpha and beta itself."""
+    if alpha != 1.0:
+        product *= alpha
+    if beta == 0.0:
+        out[...] = product
+    else:
+        if beta != 1.0:
+            out *= beta
+        out += product
+    return out
+
+
 class Backend:
     """Base class of compute backends; subclasses set ``xp`` and the device-specific parts."""
 
@@ -211,16 +225,7 @@ class Backend:
         b = b.T if trans_b else b
         if alpha == 1.0 and beta == 0.0:
             return xp.matmul(a, b, out=out)
-        res = xp.matmul(a, b)
-        if alpha != 1.0:
-            res *= alpha
-        if beta == 0.0:
-            out[...] = res
-        else:
-            if beta != 1.0:
-                out *= beta
-            out += res
-        return out
+        return scale_into(out, xp.matmul(a, b), alpha, beta)
 
     def bias_activation(self, y: Any, bias: Any, activation: Any) -> Any:
         """``y = activation(y + bias)`` in place: what follows an affine layer's GEMM.

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from neon.backends.backend import scale_into
+
 __all__ = ["BLAS", "CHOICES", "Cblas", "gemm"]
 
 CHOICES = ("mkl", "openblas", "numpy")
@@ -80,7 +82,8 @@ def _declare(lib: Any, prefix: str, suffix: str, int_t: Any
 
 
 class Cblas:
-    """``cblas_sgemm``/``cblas_dgemm`` of one library, checked on a small product."""
+    """``cblas_?gemm`` and ``cblas_?axpy`` (fp32, fp64) of one library, checked at
+    binding."""
 
     ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -167,6 +170,10 @@ class Cblas:
             self.gemm(a[1:4, 2:6], b[2:6, 1:6], c[1:4, 2:7], beta=1.0)
             if not np.allclose(c, want, rtol=1e-5, atol=1e-5):
                 raise RuntimeError(f"{self.source}: gemm self-check failed")
+            if np.dtype(dtype) in self.axpys:
+                x, y = a.reshape(-1), b.reshape(-1)[:35].copy()
+                if not np.allclose(self.axpy(-0.5, x, y.copy()), y - 0.5 * x, rtol=1e-6):
+                    raise RuntimeError(f"{self.source}: axpy self-check failed")
         n = 1024
         big = (np.arange(n * n, dtype=np.int32) % 7 - 3).astype(np.float32).reshape(n, n)
         x = (np.arange(n) % 3 - 1).astype(np.float32)  # every partial sum below is < 2**24
@@ -186,16 +193,8 @@ class Cblas:
         fn = self.fns.get(c.dtype)
         ldc = _row_ld(c)
         if fn is None or a.dtype != c.dtype or b.dtype != c.dtype or not (lda and ldb and ldc):
-            res = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
-            if alpha != 1.0:
-                res *= alpha
-            if beta:
-                if beta != 1.0:
-                    c *= beta
-                c += res
-            else:
-                c[...] = res
-            return c
+            product = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+            return scale_into(c, product, alpha, beta)
         if m and n:
             fn(self.ROW_MAJOR, self.TRANS if trans_a else self.NO_TRANS,
                self.TRANS if trans_b else self.NO_TRANS, m, n, k, float(alpha), a.ctypes.data,

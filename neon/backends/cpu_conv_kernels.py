@@ -521,5 +521,3 @@ def lrn_bprop(x, y, scale, dy, dx, tmp, depth, alpha, beta):  # pragma: no cover
             for cc in range(lo, hi):
                 acc += tmp[n, cc, i]
             dx[n, c, i] = dy[n, c, i] * scale[n, c, i] ** nb_ - coef * x[n, c, i] * acc
-
-

@@ -129,19 +129,15 @@ class TiedAffine(Layer):
         self.x = x
         y = self.buffer("y", (x.shape[0], self.nout))
         be.gemm(x, self._weights().value, y, trans_b=True)
-        if self.b is not None:
-            y += self.b.value
-        if self.activation is not None:
-            self.activation.fprop(be, y, y)
+        be.bias_activation(y, None if self.b is None else self.b.value, self.activation)
         self.y = be.quantize(y)
         return y
 
     def bprop(self, delta: Any) -> Any:
         be = self.be
-        if self.activation is not None and not self.skip_act_bprop:
-            self.activation.bprop(be, self.y, delta, delta)
+        act = None if self.skip_act_bprop else self.activation
+        be.activation_bias_grad(self.y, delta, act, None if self.b is None else self.b.grad)
         if self.b is not None:
-            delta.sum(axis=0, out=self.b.grad)
             be.quantize(self.b.grad)
         be.dot(delta, self.x, out=self.grad_W, trans_a=True)
         if not self.need_input_grad:

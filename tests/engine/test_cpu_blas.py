@@ -256,3 +256,11 @@ def test_the_generic_gemm_is_the_reference():
                                                                    "trans_b": True}):
         ref = Backend.gemm(be, a, b, c.copy(), **kw)
         np.testing.assert_allclose(be.gemm(a, b, c.copy(), **kw), ref, rtol=1e-12)
+
+
+def test_a_binding_whose_axpy_does_nothing_fails_its_self_check():
+    blas = cpu_blas.Cblas("openblas")
+    assert blas.axpys  # numpy's OpenBLAS has them
+    blas.axpys = {dtype: lambda *args: None for dtype in blas.axpys}
+    with pytest.raises(RuntimeError, match="axpy self-check failed"):
+        blas._check()
