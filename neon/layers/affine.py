@@ -6,10 +6,21 @@ import math
 from typing import Any
 
 from neon.initializers import Initializer, build_initializer
-from neon.layers.layer import LAYERS, Layer
+from neon.layers.layer import LAYERS, Layer, Param
 from neon.transforms.activation import Activation, build_activation
 
-__all__ = ["Affine"]
+__all__ = ["Affine", "activation_bias_grad"]
+
+
+def activation_bias_grad(be: Any, y: Any, delta: Any, activation: Any, b: Param | None) -> None:
+    """``Backend.activation_bias_grad`` into the gradient of bias ``b``, or into its
+    optimizer state where the optimizer folds its step in (``Param.grad_target``)."""
+    if b is None:
+        be.activation_bias_grad(y, delta, activation, None)
+        return
+    target, alpha, beta = b.grad_target()
+    be.activation_bias_grad(y, delta, activation, target, alpha, beta)
+    be.quantize(target)
 
 
 @LAYERS.register("affine", "linear", "dense")
@@ -83,16 +94,13 @@ class Affine(Layer):
     def bprop(self, delta: Any) -> Any:
         be = self.be
         d = delta.reshape(-1, self.nout)
-        act = None if self.skip_act_bprop else self.activation
-        be.activation_bias_grad(self.y, d, act, None if self.b is None else self.b.grad)
-        if self.b is not None:
-            be.quantize(self.b.grad)
-        fold = self.W.fold
-        if fold is None:
+        activation_bias_grad(be, self.y, d, None if self.skip_act_bprop else self.activation,
+                             self.b)
+        if self.W.fold is None:
             be.dot(self.x2, d, out=self.W.grad, trans_a=True)
         else:  # the optimizer's step, in this GEMM (see Optimizer.fold_updates)
-            be.gemm(self.x2, d, fold.target, trans_a=True, alpha=fold.alpha, beta=fold.beta)
-            self.W.folded = True
+            target, alpha, beta = self.W.grad_target()
+            be.gemm(self.x2, d, target, trans_a=True, alpha=alpha, beta=beta)
         if not self.need_input_grad:
             return None
         dx = self.buffer("dx", self.x2.shape)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from neon.errors import ConfigError
+from neon.layers.affine import activation_bias_grad
 from neon.layers.layer import LAYERS, Layer
 from neon.transforms.activation import Activation, build_activation
 
@@ -135,10 +136,8 @@ class TiedAffine(Layer):
 
     def bprop(self, delta: Any) -> Any:
         be = self.be
-        act = None if self.skip_act_bprop else self.activation
-        be.activation_bias_grad(self.y, delta, act, None if self.b is None else self.b.grad)
-        if self.b is not None:
-            be.quantize(self.b.grad)
+        activation_bias_grad(be, self.y, delta,
+                             None if self.skip_act_bprop else self.activation, self.b)
         be.dot(delta, self.x, out=self.grad_W, trans_a=True)
         if not self.need_input_grad:
             return None

@@ -32,7 +32,8 @@ class GradientFold(NamedTuple):
 class Param:
     """A trainable array, its gradient and the optimizer's per-parameter state. ``fold``
     is an optimizer's request for the coming bprop; a layer that honours it (in its
-    weight-gradient GEMM) sets ``folded`` and leaves ``grad`` alone."""
+    gradient GEMM or epilogue, through ``grad_target``) sets ``folded`` and leaves ``grad``
+    alone."""
 
     name: str
     value: Any
@@ -46,6 +47,16 @@ class Param:
     @property
     def key(self) -> str:
         return f"{self.layer}/{self.name}"
+
+    def grad_target(self) -> tuple[Any, float, float]:
+        """``(array, alpha, beta)``: where a layer writes ``alpha * gradient + beta * array``
+        this step. The fold's target (marking it ``folded``) when the optimizer asked for
+        one, else ``grad`` with 1 and 0."""
+        fold = self.fold
+        if fold is None:
+            return self.grad, 1.0, 0.0
+        self.folded = True
+        return fold
 
 
 class Layer:

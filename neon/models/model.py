@@ -166,12 +166,21 @@ class Model:
         return be.array(y_host)
 
     def _inputs(self, x_host: np.ndarray, bufs: dict[str, Any]) -> Any:
+        """The batch in the compute dtype, rounded to storage: a contiguous batch of that
+        dtype is used as it is when nothing rounds it (read-only on the host, so that no
+        layer can write into the dataset), else copied into a buffer and rounded there."""
         be = self.be
+        x = be.asarray(x_host)
+        if not be.format.emulated and x.dtype == be.dtype and x.flags.c_contiguous:
+            if isinstance(x, np.ndarray):
+                x = x.view()
+                x.flags.writeable = False
+            return be.quantize(x)
         buf = bufs.get("x")
         if buf is None or buf.shape != x_host.shape:
             buf = be.empty(x_host.shape)
             bufs["x"] = buf
-        buf[...] = be.asarray(x_host)
+        buf[...] = x
         return be.quantize(buf)
 
     # ----------------------------------------------------------------- training

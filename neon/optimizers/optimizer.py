@@ -66,9 +66,9 @@ class Optimizer:
 
     def fold_updates(self, params: list[Param], be: Any) -> None:
         """Before a step's bprop (unscaled loss, gradients not inspected): ask the layers to
-        compute this step's update into the optimizer state inside their weight-gradient
-        GEMMs (``Param.fold``) where this optimizer can; ``optimize`` then finishes those
-        with ``finish_fold``. None by default."""
+        compute this step's update into the optimizer state inside their gradient GEMMs
+        and epilogues (``Param.fold``) where this optimizer can; ``optimize`` then finishes
+        those with ``finish_fold``. None by default."""
 
     def finish_fold(self, be: Any, p: Param) -> None:
         """The rest of the step of a parameter whose layer honoured ``fold``."""

@@ -75,8 +75,9 @@ def test_folded_training_equals_the_stored_gradient_path(numerics, weight_decay)
         np.testing.assert_allclose(pf.value, pp.value, rtol=tol, atol=tol, err_msg=pf.key)
         np.testing.assert_allclose(pf.state["velocity"], pp.state["velocity"], rtol=tol,
                                    atol=tol, err_msg=pf.key)
-    weights = [p for p in folded.params if p.name == "W"]
-    assert all(not p.grad.any() for p in weights)  # the gradient was never stored
+    # never stored: the GEMMs fold the weights' step in, the epilogues the biases'
+    assert {p.name for p in folded.params} == {"W", "b"}
+    assert all(not p.grad.any() for p in folded.params)
     assert all(p.fold is None and not p.folded for p in folded.params)
 
 
@@ -91,15 +92,15 @@ def test_folded_training_equals_the_stored_gradient_path(numerics, weight_decay)
 ], ids=["nesterov", "clipping", "no-momentum", "adam", "fp16", "bf16", "ranges"])
 def test_cases_that_keep_the_stored_gradient(numerics, spec, diagnostics):
     model = _fit(numerics, spec, True, diagnostics, epochs=1)
-    assert all(p.grad.any() for p in model.params if p.name == "W")
+    assert all(p.grad.any() for p in model.params)
 
 
 def test_tied_weights_keep_the_stored_gradient():
-    """An encoder's W also gets the tied decoder's share: it is not folded, and training
-    equals training with folding off."""
+    """An encoder's W also gets the tied decoder's share: it is not folded (the biases
+    are), and training equals training with folding off."""
     data = load_dataset({"name": "synthetic", "shape": [12], "nclass": 4, "ntrain": 64,
                          "nvalid": 16, "batch_size": 16})
-    weights = []
+    params = []
     for fold in (True, False):
         be = gen_backend("cpu", "fp32", seed=0)
         model = Autoencoder([{"type": "affine", "nout": 6, "activation": "tanh",
@@ -109,5 +110,8 @@ def test_tied_weights_keep_the_stored_gradient():
         if not fold:
             opt.fold_updates = lambda params, be: None
         model.fit(data.train, opt, epochs=2, metrics=None)
-        weights.append(model.layers[0].W.value.copy())
-    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-6, atol=1e-7)
+        params.append([(p.key, p.value.copy(), p.grad.any()) for p in model.params])
+    assert [(key, stored) for key, _, stored in params[0]] == [
+        ("enc/W", True), ("enc/b", False), ("tied_affine_0/b", False)]
+    for (key, folded, _), (_, plain, _) in zip(*params, strict=True):
+        np.testing.assert_allclose(folded, plain, rtol=1e-6, atol=1e-7, err_msg=key)

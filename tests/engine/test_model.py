@@ -47,6 +47,29 @@ def test_same_seed_is_bit_identical(digits, numerics):
     assert not np.array_equal(m1.params[0].value, m3.params[0].value)
 
 
+@pytest.mark.parametrize("numerics", ["fp32", "fp16"])
+def test_a_batch_is_the_datasets_own_rows_read_only_unless_it_must_be_rounded(numerics):
+    """At full precision no copy is made, and no layer can write into the dataset; in fp16
+    the batch is a rounded copy; other dtypes and strided batches are copied."""
+    model = small_model(gen_backend("cpu", numerics))
+    model.initialize((64,))
+    x = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32) / 3
+    before = x.copy()
+    got = model._inputs(x[8:24], {})
+    if numerics == "fp32":
+        assert np.shares_memory(got, x) and not got.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            got[0, 0] = 1.0
+        np.testing.assert_array_equal(got, x[8:24])
+    else:
+        assert not np.shares_memory(got, x)
+        np.testing.assert_array_equal(got, x[8:24].astype(np.float16).astype(np.float32))
+    for other in (x[8:24].astype(np.float64), x[8:24, ::2]):
+        got = model._inputs(other, {})
+        assert got.dtype == np.float32 and not np.shares_memory(got, x)
+    np.testing.assert_array_equal(x, before)
+
+
 def test_history_records(digits):
     _, hist = train(digits, epochs=2)
     assert [e["epoch"] for e in hist.epochs] == [1, 2]
