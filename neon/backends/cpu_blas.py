@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from neon.backends import cpu_blas_calls as calls
 from neon.backends.backend import scale_into
 
 __all__ = ["BLAS", "CHOICES", "Cblas", "gemm"]
@@ -60,32 +61,27 @@ def _wheel_file(dist: str, prefix: str) -> Path | None:
     return None
 
 
-def _declare(lib: Any, prefix: str, suffix: str, int_t: Any
-             ) -> tuple[dict[np.dtype, Any], dict[np.dtype, Any]]:
-    """ctypes signatures of ``lib``'s ``{prefix}?gemm{suffix}`` and ``?axpy`` for fp32 and
-    fp64, with integer type int_t; AttributeError when the GEMMs are missing."""
+def _declare(lib: Any, prefix: str, suffix: str) -> tuple[dict[np.dtype, int],
+                                                          dict[np.dtype, int]]:
+    """Addresses of ``lib``'s ``{prefix}?gemm{suffix}`` and ``?axpy`` for fp32 and fp64;
+    AttributeError when the GEMMs are missing."""
     gemms, axpys = {}, {}
-    for t, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):
-        dtype = np.dtype(np.float32 if t == "s" else np.float64)
-        fn = getattr(lib, f"{prefix}{t}gemm{suffix}")
-        fn.restype = None
-        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, real,
-                       ctypes.c_void_p, int_t, ctypes.c_void_p, int_t, real, ctypes.c_void_p,
-                       int_t]
-        gemms[dtype] = fn
+    for t, dtype in (("s", np.dtype(np.float32)), ("d", np.dtype(np.float64))):
+        gemms[dtype] = _address(getattr(lib, f"{prefix}{t}gemm{suffix}"))
         axpy = getattr(lib, f"{prefix}{t}axpy{suffix}", None)
         if axpy is not None:
-            axpy.restype = None
-            axpy.argtypes = [int_t, real, ctypes.c_void_p, int_t, ctypes.c_void_p, int_t]
-            axpys[dtype] = axpy
+            axpys[dtype] = _address(axpy)
     return gemms, axpys
 
 
-class Cblas:
-    """``cblas_?gemm`` and ``cblas_?axpy`` (fp32, fp64) of one library, checked at
-    binding."""
+def _address(fn: Any) -> int:
+    return int(ctypes.cast(fn, ctypes.c_void_p).value)
 
-    ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+class Cblas:
+    """``cblas_?gemm`` and ``cblas_?axpy`` (fp32, fp64) of one library, checked at binding:
+    their addresses by dtype, called through ``cpu_blas_calls`` (``wide``: 64-bit
+    integers)."""
 
     def __init__(self, choice: str | None = None) -> None:
         if choice is None:
@@ -96,8 +92,9 @@ class Cblas:
                 choice = None
         elif choice not in CHOICES:
             raise ValueError(f"BLAS {choice!r}: expected one of {', '.join(CHOICES)}")
-        self.fns: dict[np.dtype, Any] = {}
-        self.axpys: dict[np.dtype, Any] = {}
+        self.gemms: dict[np.dtype, int] = {}
+        self.axpys: dict[np.dtype, int] = {}
+        self.wide = False
         self.library = "numpy"
         self.source = "numpy.matmul"
         for name, bind in (("mkl", self._bind_mkl), ("openblas", self._bind_openblas)):
@@ -110,7 +107,7 @@ class Cblas:
                     return
             except Exception:  # unusable library: try the next, else numpy.matmul
                 pass
-            self.fns, self.axpys = {}, {}
+            self.gemms, self.axpys, self.wide = {}, {}, False
             self.source = "numpy.matmul"
         if choice not in (None, "numpy"):
             warnings.warn(f"BLAS {choice!r} is not usable here: GEMMs run in numpy.matmul",
@@ -118,7 +115,7 @@ class Cblas:
 
     @property
     def available(self) -> bool:
-        return bool(self.fns)
+        return bool(self.gemms)
 
     def _bind_mkl(self) -> bool:
         rt = _wheel_file("mkl", "libmkl_rt.so")
@@ -132,7 +129,7 @@ class Cblas:
         lib.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
         if "MKL_THREADING_LAYER" not in os.environ:
             lib.MKL_Set_Threading_Layer(_MKL_THREADING_INTEL)
-        self.fns, self.axpys = _declare(lib, "cblas_", "", ctypes.c_int)
+        self.gemms, self.axpys = _declare(lib, "cblas_", "")
         self.source = f"{rt.name}:cblas_?gemm"
         return True
 
@@ -143,13 +140,12 @@ class Cblas:
         libs.sort(key=lambda i: "numpy" not in i.get("filepath", ""))  # numpy's first
         for info in libs:
             lib = ctypes.CDLL(info["filepath"])
-            for prefix, suffix, int_t in (("scipy_cblas_", "64_", ctypes.c_int64),
-                                          ("cblas_", "64_", ctypes.c_int64),
-                                          ("cblas_", "", ctypes.c_int)):
+            for prefix, suffix in (("scipy_cblas_", "64_"), ("cblas_", "64_"), ("cblas_", "")):
                 try:
-                    self.fns, self.axpys = _declare(lib, prefix, suffix, int_t)
+                    self.gemms, self.axpys = _declare(lib, prefix, suffix)
                 except AttributeError:
                     continue
+                self.wide = suffix == "64_"
                 self.source = f"{os.path.basename(info['filepath'])}:{prefix}?gemm{suffix}"
                 return True
         return False
@@ -186,20 +182,14 @@ class Cblas:
         """``c = alpha * op(a) @ op(b) + beta * c`` for 2-D arrays; ``op`` transposes when
         asked. Operands may be sub-blocks of bigger matrices (any leading dimension) and ``a``
         and ``b`` may be transposed views; anything else goes to ``numpy.matmul``."""
-        m, n = c.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        lda, a, trans_a = _operand(a, trans_a)
-        ldb, b, trans_b = _operand(b, trans_b)
-        fn = self.fns.get(c.dtype)
-        ldc = _row_ld(c)
-        if fn is None or a.dtype != c.dtype or b.dtype != c.dtype or not (lda and ldb and ldc):
-            product = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
-            return scale_into(c, product, alpha, beta)
-        if m and n:
-            fn(self.ROW_MAJOR, self.TRANS if trans_a else self.NO_TRANS,
-               self.TRANS if trans_b else self.NO_TRANS, m, n, k, float(alpha), a.ctypes.data,
-               lda, b.ctypes.data, ldb, float(beta), c.ctypes.data, ldc)
-        return c
+        fn = self.gemms.get(c.dtype)
+        if (fn is not None and a.dtype == c.dtype and b.dtype == c.dtype
+                and a.ndim == b.ndim == c.ndim == 2
+                and calls.gemm(fn, self.wide, a, b, c, bool(trans_a), bool(trans_b),
+                               float(alpha), float(beta))):
+            return c
+        product = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+        return scale_into(c, product, alpha, beta)
 
     def axpy(self, alpha: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """``y += alpha * x`` in place. oneMKL and OpenBLAS split it among their threads
@@ -209,8 +199,8 @@ class Cblas:
         if (fn is None or x.dtype != y.dtype or x.shape != y.shape
                 or not (x.flags.c_contiguous and y.flags.c_contiguous)):
             y += alpha * x if alpha != 1.0 else x
-        elif y.size:
-            fn(y.size, float(alpha), x.ctypes.data, 1, y.ctypes.data, 1)
+        else:
+            calls.axpy(fn, self.wide, float(alpha), x, y)
         return y
 
 
@@ -220,30 +210,6 @@ def _gnu_openmp_is_global() -> bool:
     compute wrong products (measured: errors of 74 on a 512^3 sgemm)."""
     scope = ctypes.CDLL(None)
     return hasattr(scope, "GOMP_parallel") and not hasattr(scope, "kmp_set_blocktime")
-
-
-def _row_ld(x: np.ndarray) -> int:
-    """The leading dimension of ``x`` as a row-major cblas operand: a 2-D block whose rows
-    are contiguous and do not overlap; 0 when it is not one."""
-    if x.ndim != 2:
-        return 0
-    rows, cols = x.shape
-    step, item = x.strides[0], x.itemsize
-    if ((cols <= 1 or x.strides[1] == item)
-            and (rows <= 1 or (step >= cols * item and step % item == 0))):
-        return max(step // item, cols, 1)
-    return 0
-
-
-def _operand(x: np.ndarray, trans: bool) -> tuple[int, np.ndarray, bool]:
-    """``(ld, x, trans)`` for cblas, a transposed view turned into a transpose of its base
-    block; ld is 0 when ``x`` is neither."""
-    ld = _row_ld(x)
-    if not ld:
-        ld = _row_ld(x.T)
-        if ld:
-            return ld, x.T, not trans
-    return ld, x, trans
 
 
 BLAS = Cblas()

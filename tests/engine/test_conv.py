@@ -279,7 +279,7 @@ def test_cpu_conv_paths(monkeypatch, in_shape, kw, path):
     else:
         be._row_shifted = lambda cg, f, st: st[0] == 1
     if path.endswith("no-cblas"):
-        monkeypatch.setattr(cpu_blas.BLAS, "fns", {})
+        monkeypatch.setattr(cpu_blas.BLAS, "gemms", {})
     layer = Conv(**kw, init={"type": "gaussian", "scale": 0.5}, activation="relu")
     check_layer(layer, be, in_shape, batch=2, seed=1)
     x = np.random.default_rng(0).standard_normal((3, *in_shape))

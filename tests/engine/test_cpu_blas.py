@@ -4,6 +4,7 @@ which library is chosen; and that a training step does all its GEMMs in that lib
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
@@ -261,6 +262,11 @@ def test_the_generic_gemm_is_the_reference():
 def test_a_binding_whose_axpy_does_nothing_fails_its_self_check():
     blas = cpu_blas.Cblas("openblas")
     assert blas.axpys  # numpy's OpenBLAS has them
-    blas.axpys = {dtype: lambda *args: None for dtype in blas.axpys}
+    int_t = ctypes.c_int64 if blas.wide else ctypes.c_int
+    nothing = {dtype: ctypes.CFUNCTYPE(None, int_t, real, ctypes.c_void_p, int_t,
+                                       ctypes.c_void_p, int_t)(lambda *args: None)
+               for dtype, real in ((np.dtype(np.float32), ctypes.c_float),
+                                   (np.dtype(np.float64), ctypes.c_double))}
+    blas.axpys = {dtype: ctypes.cast(fn, ctypes.c_void_p).value for dtype, fn in nothing.items()}
     with pytest.raises(RuntimeError, match="axpy self-check failed"):
         blas._check()
