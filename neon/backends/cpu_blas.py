@@ -95,6 +95,7 @@ class Cblas:
         self.gemms: dict[np.dtype, int] = {}
         self.axpys: dict[np.dtype, int] = {}
         self.wide = False
+        self.openmp: ctypes.CDLL | None = None  # the OpenMP runtime of the GEMMs' threads
         self.library = "numpy"
         self.source = "numpy.matmul"
         for name, bind in (("mkl", self._bind_mkl), ("openblas", self._bind_openblas)):
@@ -107,7 +108,7 @@ class Cblas:
                     return
             except Exception:  # unusable library: try the next, else numpy.matmul
                 pass
-            self.gemms, self.axpys, self.wide = {}, {}, False
+            self.gemms, self.axpys, self.wide, self.openmp = {}, {}, False, None
             self.source = "numpy.matmul"
         if choice not in (None, "numpy"):
             warnings.warn(f"BLAS {choice!r} is not usable here: GEMMs run in numpy.matmul",
@@ -124,11 +125,13 @@ class Cblas:
             return False
         os.environ.setdefault("KMP_BLOCKTIME", "1")
         # loaded first, so that MKL's OpenMP layer takes this runtime (matched by soname)
-        ctypes.CDLL(str(omp), mode=ctypes.RTLD_LOCAL)
+        runtime = ctypes.CDLL(str(omp), mode=ctypes.RTLD_LOCAL)
         lib = ctypes.CDLL(str(rt))
         lib.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
         if "MKL_THREADING_LAYER" not in os.environ:
             lib.MKL_Set_Threading_Layer(_MKL_THREADING_INTEL)
+        if os.environ.get("MKL_THREADING_LAYER", "INTEL").upper() == "INTEL":
+            self.openmp = runtime
         self.gemms, self.axpys = _declare(lib, "cblas_", "")
         self.source = f"{rt.name}:cblas_?gemm"
         return True

@@ -1,53 +1,22 @@
 """``cblas_?gemm`` and ``cblas_?axpy`` called from numba-compiled code, by address.
 
 A training step makes a dozen BLAS calls; through ctypes each one cost 6 us of Python
-(operand checks, ``ndarray.ctypes`` objects, argument conversion), here 2 us of numba
-dispatch. The function's address is an argument, not a constant, so that the compiled code
-can be cached on disk (a baked-in address is only valid in the process that took it).
+(operand checks, ``ndarray.ctypes`` objects, argument conversion), here 1 us of numba
+dispatch. The function's address is an argument (``ccall``), so the code is cached.
 """
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
-from llvmlite import ir
-from numba.core import types
-from numba.core.extending import intrinsic
+
+from neon.backends.ccall import call_void as _call
+from neon.backends.ccall import pointer as _pointer
 
 __all__ = ["axpy", "gemm"]
 
 _OPTS = {"cache": True, "nogil": True}
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-
-
-@intrinsic
-def _pointer(typingctx, address):
-    """An integer address as a ``void*``."""
-    if not isinstance(address, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
-
-    return types.voidptr(address), codegen
-
-
-@intrinsic
-def _call(typingctx, address, args):
-    """Call the C function ``void f(...)`` at integer ``address`` with the values of tuple
-    ``args``, each passed as its C type (ints of their width, float, double, void*)."""
-    if not isinstance(address, types.Integer) or not isinstance(args, types.BaseTuple):
-        return None
-
-    def codegen(context, builder, signature, llargs):
-        arg_types = signature.args[1].types
-        fnty = ir.FunctionType(ir.VoidType(),
-                               [context.get_value_type(t) for t in arg_types])
-        fn = builder.inttoptr(llargs[0], fnty.as_pointer())
-        builder.call(fn, [builder.extract_value(llargs[1], i) for i in range(len(arg_types))])
-        return context.get_dummy_value()
-
-    return types.void(address, args), codegen
 
 
 @nb.njit(inline="always")

@@ -334,8 +334,8 @@ def _nearest_bf16_value(f):  # pragma: no cover - compiled
 
 
 # Count-free variants for the common case (no diagnostics): the counters above halve the
-# speed of the loops. Serial on purpose: rounding is memory-bound (a second thread measured
-# no gain) and numba's threads would fight the BLAS's spinning ones between GEMMs.
+# speed of the loops. Serial on purpose: numba's threads would fight the BLAS's spinning ones
+# between GEMMs; big arrays are rounded in chunks on the BLAS's own threads (``cpu_omp``).
 @nb.njit(**_OPTS)
 def round_fp16_fast(x):  # pragma: no cover - compiled
     for i in range(x.size):
