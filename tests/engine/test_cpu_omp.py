@@ -136,3 +136,31 @@ def test_no_team_when_onemkl_runs_on_another_threading_layer():
                           "print(cpu_omp.TEAM.available)"], env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _round_in_child(queue):
+    x = _values(SIZES[-1])
+    want = x.copy()
+    cpu_kernels.round_fp16_fast(want.view(np.uint32))
+    teamed = cpu_omp.round_16(x.view(np.uint32), False)
+    queue.put((teamed, bool(np.array_equal(x.view(np.uint32), want.view(np.uint32)))))
+
+
+@needs_team
+@pytest.mark.parametrize("method", ["fork", "forkserver"])  # forkserver: the trial executor's
+def test_processes_started_after_the_team_ran_get_the_same_bits(method):
+    """The OpenMP runtime has threads by then; a forked child must still get a working
+    team."""
+    import multiprocessing as mp
+
+    x = _values(SIZES[-1])
+    assert cpu_omp.round_16(x.view(np.uint32), False)
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["neon.backends.cpu"])
+    queue = ctx.Queue()
+    child = ctx.Process(target=_round_in_child, args=(queue,))
+    child.start()
+    assert queue.get(timeout=120) == (True, True)
+    child.join(timeout=60)
+    assert child.exitcode == 0
