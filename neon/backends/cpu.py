@@ -66,7 +66,7 @@ class CPUBackend(Backend):
             self.set_threads(threads)
 
     def _round(self, x: np.ndarray) -> tuple[int, int]:
-        """The numba rounding kernels; big arrays to nearest on the BLAS's threads."""
+        """The numba rounding kernels; without counters, big arrays on the BLAS's threads."""
         if x.dtype != np.float32 or not x.flags.c_contiguous:
             raise TypeError(f"can only round contiguous float32 arrays, got {x.dtype}")
         bits = x.reshape(-1).view(np.uint32)
@@ -74,10 +74,11 @@ class CPUBackend(Backend):
         counted = self.flow is not None  # the counting kernels run at half the speed
         if self.stochastic_rounding:
             offset = np.uint64(self.next_rounding_offset(bits.size))
-            if not counted:
+            if counted:
+                return kernels.sround.serial(bits, np.uint64(self.seed), offset, fmt == "bf16")
+            if not cpu_omp.sround_16(bits, self.seed, int(offset), fmt == "bf16"):
                 kernels.FAST_STOCHASTIC_ROUNDERS[fmt](bits, np.uint64(self.seed), offset)
-                return 0, 0
-            return kernels.sround.serial(bits, np.uint64(self.seed), offset, fmt == "bf16")
+            return 0, 0
         if not counted:
             if not cpu_omp.round_16(bits, fmt == "bf16"):
                 kernels.FAST_ROUNDERS[fmt](bits)
@@ -102,8 +103,12 @@ class CPUBackend(Backend):
         if v is not None and mode < 3 and self.flow is None:
             args = (w.reshape(-1), g.reshape(-1), v.reshape(-1), dt(lr), dt(momentum),
                     bool(nesterov), dt(inv_scale), dt(weight_decay))
-            one_pass = mode == 2 or (mode == 1 and kernels.FP16_IN_HARDWARE)
-            if not (one_pass and cpu_omp.momentum_16(*args, bf16=mode == 2)):
+            if mode == 0:
+                teamed = cpu_omp.momentum_full(*args)
+            else:  # the team runs the one-pass loop only
+                one_pass = mode == 2 or kernels.FP16_IN_HARDWARE
+                teamed = one_pass and cpu_omp.momentum_16(*args, bf16=mode == 2)
+            if not teamed:
                 kernels.FAST_MOMENTUM[self.format.name](*args)
             return None
         offset = self.next_rounding_offset(2 * w.size) if mode > 2 else 0
@@ -158,13 +163,14 @@ class CPUBackend(Backend):
     def momentum_finish(self, w: np.ndarray, v: np.ndarray, decay: float) -> None:
         """Without weight decay, ``w += v`` is the BLAS's axpy on its threads (1.55-1.97x
         the one-thread pass on 2 cores, in two measurements); with it, one numba pass
-        updates both."""
+        updates both, on the same threads for big fp32 arrays (``cpu_omp``)."""
         if not (w.flags.c_contiguous and v.flags.c_contiguous):
             return super().momentum_finish(w, v, decay)
         if not decay and w.dtype in cpu_blas.BLAS.axpys:
             cpu_blas.BLAS.axpy(1.0, v, w)
             return None
-        kernels.momentum_finish(w.reshape(-1), v.reshape(-1), w.dtype.type(decay))
+        if not cpu_omp.momentum_finish(w.reshape(-1), v.reshape(-1), decay):
+            kernels.momentum_finish(w.reshape(-1), v.reshape(-1), w.dtype.type(decay))
         return None
 
     def onehot(self, labels: Any, nclass: int, out: Any = None) -> np.ndarray:

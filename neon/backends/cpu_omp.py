@@ -1,11 +1,13 @@
-"""Big elementwise passes of a 16-bit step on the BLAS's own OpenMP threads.
+"""Big elementwise passes of a training step on the BLAS's own OpenMP threads.
 
 oneMKL's threads spin for a millisecond after each GEMM, so a second thread pool (numba's)
 fights them for the cores: it measured slower than one thread. These passes run on oneMKL's
 threads instead, through its runtime's ``GOMP_parallel``. Each thread takes a contiguous,
 cache-line aligned chunk of the arrays, so the results are the serial kernels', bit for bit.
 On this project's 2 cores, the 16-bit momentum step over the benchmark MLP's 1.86 M weights
-took 475 us against 850 us. Without oneMKL's runtime (OpenBLAS, numpy) the serial kernels
+took 475 us against 850 us. The passes are the optimizers' fused steps (momentum at full and
+16-bit precision, the folded step's finish with weight decay) and rounding (nearest and
+stochastic); fp32 arrays only. Without oneMKL's runtime (OpenBLAS, numpy) the serial kernels
 run.
 
 The kernels are numba ``cfunc``s that read their arguments from an int64 array: the
@@ -25,7 +27,8 @@ from neon.backends import cpu_blas
 from neon.backends import cpu_kernels as kernels
 from neon.backends.ccall import call_int, pointer
 
-__all__ = ["MIN_SIZE", "Team", "all_finite_bits", "momentum_16", "round_16"]
+__all__ = ["MIN_SIZE", "Team", "all_finite_bits", "momentum_16", "momentum_finish",
+           "momentum_full", "round_16", "sround_16"]
 
 MIN_SIZE = 1 << 16  # below this, the fork costs more than the second thread saves
 _THREAD, _THREADS, _SIZE = 0, 1, 2  # the header of an argument array
@@ -75,17 +78,51 @@ def _chunk(a):  # pragma: no cover - compiled
 _SIGNATURE = types.void(types.voidptr)
 
 
+@nb.njit(inline="always")
+def _slice(a, slot, lo, hi):  # pragma: no cover - compiled
+    """This thread's share of the fp32 array whose address is ``a[slot]``."""
+    return nb.carray(pointer(a[slot]), a[_SIZE], dtype=np.float32)[lo:hi]
+
+
 @nb.cfunc(_SIGNATURE, cache=True)
 def _momentum_16(data):  # pragma: no cover - compiled
     a = nb.carray(data, _FLAGS, dtype=np.int64)
     f = nb.carray(data, _FLAGS, dtype=np.float64)
     _, lo, hi = _chunk(a)
-    n = a[_SIZE]
-    w = nb.carray(pointer(a[3]), n, dtype=np.float32)[lo:hi]
-    g = nb.carray(pointer(a[4]), n, dtype=np.float32)[lo:hi]
-    v = nb.carray(pointer(a[5]), n, dtype=np.float32)[lo:hi]
-    kernels._momentum_16_one_pass(w, g, v, np.float32(f[6]), np.float32(f[7]), a[10] != 0,
-                                  np.float32(f[8]), np.float32(f[9]), a[11] != 0)
+    kernels._momentum_16_one_pass(
+        _slice(a, 3, lo, hi), _slice(a, 4, lo, hi), _slice(a, 5, lo, hi), np.float32(f[6]),
+        np.float32(f[7]), a[10] != 0, np.float32(f[8]), np.float32(f[9]), a[11] != 0)
+
+
+@nb.cfunc(_SIGNATURE, cache=True)
+def _momentum_full(data):  # pragma: no cover - compiled
+    a = nb.carray(data, _FLAGS, dtype=np.int64)
+    f = nb.carray(data, _FLAGS, dtype=np.float64)
+    _, lo, hi = _chunk(a)
+    kernels.momentum_full(
+        _slice(a, 3, lo, hi), _slice(a, 4, lo, hi), _slice(a, 5, lo, hi), np.float32(f[6]),
+        np.float32(f[7]), a[10] != 0, np.float32(f[8]), np.float32(f[9]))
+
+
+@nb.cfunc(_SIGNATURE, cache=True)
+def _momentum_finish(data):  # pragma: no cover - compiled
+    a = nb.carray(data, _FLAGS, dtype=np.int64)
+    f = nb.carray(data, _FLAGS, dtype=np.float64)
+    _, lo, hi = _chunk(a)
+    kernels.momentum_finish(_slice(a, 3, lo, hi), _slice(a, 4, lo, hi), np.float32(f[5]))
+
+
+@nb.cfunc(_SIGNATURE, cache=True)
+def _sround_16(data):  # pragma: no cover - compiled
+    a = nb.carray(data, _FLAGS, dtype=np.int64)
+    u = nb.carray(data, _FLAGS, dtype=np.uint64)
+    _, lo, hi = _chunk(a)
+    bits = nb.carray(pointer(a[3]), a[_SIZE], dtype=np.uint32)[lo:hi]
+    offset = u[5] + np.uint64(lo)  # the counter the serial kernel gives element lo
+    if a[6]:
+        kernels.sround_bf16_fast(bits, u[4], offset)
+    else:
+        kernels.sround_fp16_fast(bits, u[4], offset)
 
 
 @nb.cfunc(_SIGNATURE, cache=True)
@@ -111,18 +148,58 @@ def _all_finite_bits(data):  # pragma: no cover - compiled
 TEAM = Team(cpu_blas.BLAS.openmp)
 
 
-def momentum_16(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float,
-                nesterov: bool, inv_scale: float, wd: float, bf16: bool) -> bool:
-    """The one-pass 16-bit momentum step (``cpu_kernels._momentum_16_one_pass``) over flat
-    contiguous fp32 arrays of one size on the team; False, having done nothing, without a
-    team or below ``MIN_SIZE``."""
-    if not TEAM.available or w.size < MIN_SIZE:
+def _teamed(x: np.ndarray) -> bool:
+    return TEAM.available and x.size >= MIN_SIZE and x.dtype == np.float32
+
+
+def _momentum(kernel: Any, w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float,
+              mu: float, nesterov: bool, inv_scale: float, wd: float, bf16: bool) -> bool:
+    if not _teamed(w):
         return False
     args = TEAM.arguments(w.size)
     args[3:6] = w.ctypes.data, g.ctypes.data, v.ctypes.data
     args.view(np.float64)[6:10] = lr, mu, inv_scale, wd
     args[10:12] = bool(nesterov), bool(bf16)
-    TEAM.run(_momentum_16, args)
+    TEAM.run(kernel, args)
+    return True
+
+
+def momentum_16(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float,
+                nesterov: bool, inv_scale: float, wd: float, bf16: bool) -> bool:
+    """The one-pass 16-bit momentum step (``cpu_kernels._momentum_16_one_pass``) over flat
+    contiguous fp32 arrays of one size on the team; False, having done nothing, without a
+    team, below ``MIN_SIZE`` or for another dtype (so for the functions below)."""
+    return _momentum(_momentum_16, w, g, v, lr, mu, nesterov, inv_scale, wd, bf16)
+
+
+def momentum_full(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float,
+                  nesterov: bool, inv_scale: float, wd: float) -> bool:
+    """The full-precision momentum step (``cpu_kernels.momentum_full``) on the team."""
+    return _momentum(_momentum_full, w, g, v, lr, mu, nesterov, inv_scale, wd, False)
+
+
+def momentum_finish(w: np.ndarray, v: np.ndarray, decay: float) -> bool:
+    """``Backend.momentum_finish`` with weight decay (``cpu_kernels.momentum_finish``) over
+    flat arrays on the team."""
+    if not _teamed(w):
+        return False
+    args = TEAM.arguments(w.size)
+    args[3:5] = w.ctypes.data, v.ctypes.data
+    args.view(np.float64)[5] = decay
+    TEAM.run(_momentum_finish, args)
+    return True
+
+
+def sround_16(bits: np.ndarray, seed: int, offset: int, bf16: bool) -> bool:
+    """Stochastic rounding of flat fp32 bit patterns (``cpu_kernels.sround_*_fast``, the
+    random bits of element i drawn from ``(seed, offset + i)``) on the team."""
+    if not TEAM.available or bits.size < MIN_SIZE:
+        return False
+    args = TEAM.arguments(bits.size)
+    args[3] = bits.ctypes.data
+    args.view(np.uint64)[4:6] = seed, offset
+    args[6] = bool(bf16)
+    TEAM.run(_sround_16, args)
     return True
 
 

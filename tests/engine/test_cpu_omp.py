@@ -1,4 +1,4 @@
-"""16-bit passes on the BLAS's OpenMP threads (``neon.backends.cpu_omp``): bit for bit the
+"""Big passes on the BLAS's OpenMP threads (``neon.backends.cpu_omp``): bit for bit the
 serial kernels, chunk boundaries and special values included; what runs them; and the
 fallbacks without a team."""
 
@@ -64,6 +64,41 @@ def test_the_momentum_step_on_the_team_is_the_serial_one(n, bf16, nesterov):
 
 @needs_team
 @pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("bf16", [False, True])
+def test_stochastic_rounding_on_the_team_draws_the_serial_bits(n, bf16):
+    """Each chunk starts its counter where the serial kernel is at that element."""
+    x = _values(n)
+    want = x.copy()
+    serial = cpu_kernels.sround_bf16_fast if bf16 else cpu_kernels.sround_fp16_fast
+    serial(want.view(np.uint32), np.uint64(11), np.uint64(2**40 + 3))
+    assert cpu_omp.sround_16(x.view(np.uint32), 11, 2**40 + 3, bf16)
+    np.testing.assert_array_equal(x.view(np.uint32), want.view(np.uint32))
+
+
+@needs_team
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_full_precision_steps_on_the_team_are_the_serial_ones(n, nesterov):
+    rng = np.random.default_rng(3)
+    w, g, v = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    w[0], g[1] = np.nan, np.inf
+    refs = [a.copy() for a in (w, g, v)]
+    f = np.float32
+    cpu_kernels.momentum_full(*refs, f(0.01), f(0.9), nesterov, f(0.5), f(1e-3))
+    assert cpu_omp.momentum_full(w, g, v, f(0.01), f(0.9), nesterov, f(0.5), f(1e-3))
+    for got, want in zip((w, g, v), refs, strict=True):
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    w2, v2 = w.copy(), v.copy()
+    cpu_kernels.momentum_finish(w2, v2, f(0.003))
+    assert cpu_omp.momentum_finish(w, v, 0.003)
+    for got, want in zip((w, v), (w2, v2), strict=True):
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    wide = np.ones(n)  # fp64 (gradient checks) stays serial
+    assert not cpu_omp.momentum_finish(wide, wide, 0.1)
+
+
+@needs_team
+@pytest.mark.parametrize("n", SIZES)
 def test_the_finiteness_check_on_the_team_finds_every_bad_value(n):
     x = np.random.default_rng(2).standard_normal(n).astype(np.float32)
     assert cpu_omp.all_finite_bits(x.view(np.uint32)) is True
@@ -97,33 +132,41 @@ def test_small_arrays_and_no_team_run_serially(monkeypatch):
     assert not cpu_omp.momentum_16(big, big, big, 0.1, 0.9, False, 1.0, 0.0, False)
 
 
-def _train(numerics):
+def _train(numerics, stochastic, optimizer):
     data = load_dataset({"name": "synthetic", "shape": [300], "nclass": 4, "ntrain": 64,
                          "nvalid": 16, "batch_size": 32})
     model = Model([{"type": "affine", "nout": 256, "activation": "relu"},
                    {"type": "affine", "nout": 4, "activation": "softmax"}],
-                  be=gen_backend("cpu", numerics, seed=0))
-    model.fit(data.train, build_optimizer({"type": "momentum", "learning_rate": 0.05}), 2,
+                  be=gen_backend("cpu", numerics, stochastic, seed=0))
+    model.fit(data.train, build_optimizer({"learning_rate": 0.05, **optimizer}), 2,
               metrics=None)
     return model
 
 
+MOMENTUM = {"type": "momentum"}
+CASES = {  # what the 300x256 weights (76800 values) run on the team
+    "fp16": ("fp16", False, MOMENTUM, {"_momentum_16", "_round_16", "_all_finite_bits"}),
+    "bf16": ("bf16", False, MOMENTUM, {"_momentum_16", "_round_16"}),
+    "bf16-stochastic": ("bf16", True, MOMENTUM, {"_sround_16"}),
+    "fp32-nesterov": ("fp32", False, {"type": "nesterov"}, {"_momentum_full"}),
+    "fp32-decay": ("fp32", False, {**MOMENTUM, "weight_decay": 1e-3}, {"_momentum_finish"}),
+}
+
+
 @needs_team
-@pytest.mark.parametrize("numerics", ["fp16", "bf16"])
-def test_training_runs_its_big_passes_on_the_team_with_the_serial_results(
-        monkeypatch, numerics):
-    """The 300x256 weights (76800 values) get their rounding, finiteness check (fp16's loss
-    scaling) and momentum step on the team; the trained bits are the serial ones."""
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_training_runs_its_big_passes_on_the_team_with_the_serial_results(monkeypatch, case):
+    numerics, stochastic, optimizer, expected = CASES[case]
     ran = []
     real = cpu_omp.TEAM.run
     monkeypatch.setattr(cpu_omp.TEAM, "run",
                         lambda kernel, args: ran.append(kernel) or real(kernel, args))
-    teamed = _train(numerics)
-    kinds = {k for k in ran}
-    assert cpu_omp._momentum_16 in kinds and cpu_omp._round_16 in kinds
-    assert (cpu_omp._all_finite_bits in kinds) == (numerics == "fp16")
+    teamed = _train(numerics, stochastic, optimizer)
+    assert {getattr(cpu_omp, name) for name in expected} <= set(ran)
+    if numerics == "bf16":
+        assert cpu_omp._all_finite_bits not in ran  # no loss scaling
     monkeypatch.setattr(cpu_omp, "TEAM", cpu_omp.Team(None))
-    serial = _train(numerics)
+    serial = _train(numerics, stochastic, optimizer)
     for p, q in zip(teamed.params, serial.params, strict=True):
         np.testing.assert_array_equal(p.value, q.value, err_msg=p.key)
         np.testing.assert_array_equal(p.state["velocity"], q.state["velocity"], err_msg=p.key)
