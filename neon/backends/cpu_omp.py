@@ -89,23 +89,17 @@ def _slice(a, slot, lo, hi):  # pragma: no cover - compiled
 
 
 @nb.cfunc(_SIGNATURE, cache=True)
-def _momentum_16(data):  # pragma: no cover - compiled
+def _momentum(data):  # pragma: no cover - compiled
+    """The full-precision step (a[12] = 0) or the one-pass 16-bit one (bf16 when a[11])."""
     a = nb.carray(data, _FLAGS, dtype=np.int64)
     f = nb.carray(data, _FLAGS, dtype=np.float64)
     _, lo, hi = _chunk(a)
-    kernels._momentum_16_one_pass(
-        _slice(a, 3, lo, hi), _slice(a, 4, lo, hi), _slice(a, 5, lo, hi), np.float32(f[6]),
-        np.float32(f[7]), a[10] != 0, np.float32(f[8]), np.float32(f[9]), a[11] != 0)
-
-
-@nb.cfunc(_SIGNATURE, cache=True)
-def _momentum_full(data):  # pragma: no cover - compiled
-    a = nb.carray(data, _FLAGS, dtype=np.int64)
-    f = nb.carray(data, _FLAGS, dtype=np.float64)
-    _, lo, hi = _chunk(a)
-    kernels.momentum_full(
-        _slice(a, 3, lo, hi), _slice(a, 4, lo, hi), _slice(a, 5, lo, hi), np.float32(f[6]),
-        np.float32(f[7]), a[10] != 0, np.float32(f[8]), np.float32(f[9]))
+    w, g, v = _slice(a, 3, lo, hi), _slice(a, 4, lo, hi), _slice(a, 5, lo, hi)
+    lr, mu, inv_scale, wd = np.float32(f[6]), np.float32(f[7]), np.float32(f[8]), np.float32(f[9])
+    if a[12]:
+        kernels._momentum_16_one_pass(w, g, v, lr, mu, a[10] != 0, inv_scale, wd, a[11] != 0)
+    else:
+        kernels.momentum_full(w, g, v, lr, mu, a[10] != 0, inv_scale, wd)
 
 
 @nb.cfunc(_SIGNATURE, cache=True)
@@ -156,15 +150,15 @@ def _teamed(x: np.ndarray) -> bool:
     return TEAM.available and x.size >= MIN_SIZE and x.dtype == np.float32
 
 
-def _momentum(kernel: Any, w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float,
-              mu: float, nesterov: bool, inv_scale: float, wd: float, bf16: bool) -> bool:
+def _run_momentum(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float,
+                  nesterov: bool, inv_scale: float, wd: float, bf16: bool | None) -> bool:
     if not _teamed(w):
         return False
     args = TEAM.arguments(w.size)
     args[3:6] = w.ctypes.data, g.ctypes.data, v.ctypes.data
     args.view(np.float64)[6:10] = lr, mu, inv_scale, wd
-    args[10:12] = bool(nesterov), bool(bf16)
-    TEAM.run(kernel, args)
+    args[10:13] = bool(nesterov), bool(bf16), bf16 is not None
+    TEAM.run(_momentum, args)
     return True
 
 
@@ -173,13 +167,13 @@ def momentum_16(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: floa
     """The one-pass 16-bit momentum step (``cpu_kernels._momentum_16_one_pass``) over flat
     contiguous fp32 arrays of one size on the team; False, having done nothing, without a
     team, below ``MIN_SIZE`` or for another dtype (so for the functions below)."""
-    return _momentum(_momentum_16, w, g, v, lr, mu, nesterov, inv_scale, wd, bf16)
+    return _run_momentum(w, g, v, lr, mu, nesterov, inv_scale, wd, bool(bf16))
 
 
 def momentum_full(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float,
                   nesterov: bool, inv_scale: float, wd: float) -> bool:
     """The full-precision momentum step (``cpu_kernels.momentum_full``) on the team."""
-    return _momentum(_momentum_full, w, g, v, lr, mu, nesterov, inv_scale, wd, False)
+    return _run_momentum(w, g, v, lr, mu, nesterov, inv_scale, wd, None)
 
 
 def momentum_finish(w: np.ndarray, v: np.ndarray, decay: float) -> bool:
