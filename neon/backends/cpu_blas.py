@@ -16,7 +16,9 @@ PyTorch process stepping right after neon ran 1.4x slower (``engine_rnn``). With
 GEMM wakes a sleeping thread, which cost the MLP benchmark 5-10%.
 
 ``NEON_BLAS`` = ``mkl`` | ``openblas`` | ``numpy`` forces a choice; when it is not set, the
-first available one is used.
+first available one is used. The binding holds the functions' addresses, which
+``cpu_blas_calls`` calls from compiled code, and oneMKL's OpenMP runtime, on whose threads
+``cpu_omp`` runs the big elementwise passes.
 
 The binding is process-wide. A library loaded after it that calls GNU OpenMP (PyTorch) runs
 on oneMKL's libiomp5 runtime, which implements that interface; PyTorch's CIFAR step was as
