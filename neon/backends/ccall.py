@@ -4,11 +4,19 @@ baked into the code is only valid in the process that took it."""
 
 from __future__ import annotations
 
+import ctypes
+from typing import Any
+
 from llvmlite import ir
 from numba.core import types
 from numba.core.extending import intrinsic
 
-__all__ = ["call_int", "call_void", "pointer"]
+__all__ = ["address", "call_int", "call_void", "pointer"]
+
+
+def address(fn: Any) -> int:
+    """The address of a ctypes function of a loaded library."""
+    return int(ctypes.cast(fn, ctypes.c_void_p).value)
 
 
 @intrinsic

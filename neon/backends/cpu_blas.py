@@ -42,6 +42,7 @@ import numpy as np
 
 from neon.backends import cpu_blas_calls as calls
 from neon.backends.backend import scale_into
+from neon.backends.ccall import address
 
 __all__ = ["BLAS", "CHOICES", "Cblas", "gemm"]
 
@@ -69,15 +70,11 @@ def _declare(lib: Any, prefix: str, suffix: str) -> tuple[dict[np.dtype, int],
     AttributeError when the GEMMs are missing."""
     gemms, axpys = {}, {}
     for t, dtype in (("s", np.dtype(np.float32)), ("d", np.dtype(np.float64))):
-        gemms[dtype] = _address(getattr(lib, f"{prefix}{t}gemm{suffix}"))
+        gemms[dtype] = address(getattr(lib, f"{prefix}{t}gemm{suffix}"))
         axpy = getattr(lib, f"{prefix}{t}axpy{suffix}", None)
         if axpy is not None:
-            axpys[dtype] = _address(axpy)
+            axpys[dtype] = address(axpy)
     return gemms, axpys
-
-
-def _address(fn: Any) -> int:
-    return int(ctypes.cast(fn, ctypes.c_void_p).value)
 
 
 class Cblas:

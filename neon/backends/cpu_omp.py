@@ -25,7 +25,7 @@ from numba.core import types
 
 from neon.backends import cpu_blas
 from neon.backends import cpu_kernels as kernels
-from neon.backends.ccall import call_int, pointer
+from neon.backends.ccall import address, call_int, pointer
 
 __all__ = ["MIN_SIZE", "Team", "all_finite_bits", "momentum_16", "momentum_finish",
            "momentum_full", "round_16", "sround_16"]
@@ -53,8 +53,8 @@ class Team:
         self._parallel.restype = None
         self._parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint,
                                    ctypes.c_uint]
-        self._thread = ctypes.cast(runtime.omp_get_thread_num, ctypes.c_void_p).value
-        self._threads = ctypes.cast(runtime.omp_get_num_threads, ctypes.c_void_p).value
+        self._thread = address(runtime.omp_get_thread_num)
+        self._threads = address(runtime.omp_get_num_threads)
 
     def arguments(self, size: int) -> np.ndarray:
         """A zeroed argument array for ``size`` elements, its header filled in."""
@@ -146,8 +146,9 @@ def _all_finite_bits(data):  # pragma: no cover - compiled
 TEAM = Team(cpu_blas.BLAS.openmp)
 
 
-def _teamed(x: np.ndarray) -> bool:
-    return TEAM.available and x.size >= MIN_SIZE and x.dtype == np.float32
+def _teamed(x: np.ndarray, dtype: Any = np.float32) -> bool:
+    """Whether the team takes ``x``: a team, at least ``MIN_SIZE`` values of ``dtype``."""
+    return TEAM.available and x.size >= MIN_SIZE and x.dtype == dtype
 
 
 def _run_momentum(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float,
@@ -191,7 +192,7 @@ def momentum_finish(w: np.ndarray, v: np.ndarray, decay: float) -> bool:
 def sround_16(bits: np.ndarray, seed: int, offset: int, bf16: bool) -> bool:
     """Stochastic rounding of flat fp32 bit patterns (``cpu_kernels.sround_*_fast``, the
     random bits of element i drawn from ``(seed, offset + i)``) on the team."""
-    if not TEAM.available or bits.size < MIN_SIZE:
+    if not _teamed(bits, np.uint32):
         return False
     args = TEAM.arguments(bits.size)
     args[3] = bits.ctypes.data
@@ -205,7 +206,7 @@ def round_16(bits: np.ndarray, bf16: bool) -> bool:
     """Nearest-even rounding of flat fp32 bit patterns to bf16 or fp16 in place
     (``cpu_kernels.round_*_fast``) on the team; False, having done nothing, without a team
     or below ``MIN_SIZE``."""
-    if not TEAM.available or bits.size < MIN_SIZE:
+    if not _teamed(bits, np.uint32):
         return False
     args = TEAM.arguments(bits.size)
     args[3:5] = bits.ctypes.data, bool(bf16)
@@ -216,7 +217,7 @@ def round_16(bits: np.ndarray, bf16: bool) -> bool:
 def all_finite_bits(bits: np.ndarray) -> bool | None:
     """Whether no value of flat fp32 bit patterns is inf or NaN, found on the team; None
     without a team or below ``MIN_SIZE``."""
-    if not TEAM.available or bits.size < MIN_SIZE:
+    if not _teamed(bits, np.uint32):
         return None
     args = TEAM.arguments(bits.size)
     args[3] = bits.ctypes.data
