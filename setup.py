@@ -31,11 +31,13 @@ setup(
         "scikit-learn>=1.3",
         "threadpoolctl>=3",
         "pillow>=10",
+        "filelock>=3.12",
         # the CPU backend's GEMMs (neon/backends/cpu_blas.py); OpenBLAS elsewhere
         "mkl>=2025; sys_platform == 'linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40"],
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40",
+                 "hypothesis>=6.100"],
         "gpu": ["cupy-cuda12x>=13"],
         "bench": ["torch==2.13.0"],
     },
