@@ -37,7 +37,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40",
-                 "hypothesis>=6.100"],
+                 "hypothesis>=6.100", "mkdocs>=1.6", "mkdocs-material>=9.5"],
         "gpu": ["cupy-cuda12x>=13"],
         "bench": ["torch==2.13.0"],
     },
