@@ -97,7 +97,8 @@ class Tag:
             with contextlib.suppress(ValueError):
                 value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(f"{self.yaml_tag} {field_name} must be a number, got {value!r}", key)
+            shown = "a tag" if isinstance(value, (Tag, BadTag)) else repr(value)
+            raise self.error(f"{self.yaml_tag} {field_name} must be a number, got {shown}", key)
         if not math.isfinite(value):
             raise self.error(f"{self.yaml_tag} {field_name} must be finite, got {value!r}", key)
         setattr(self, field_name, value)
