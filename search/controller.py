@@ -122,6 +122,11 @@ class Controller:
         tunes it (FIFO only), else the scheduler's last rung."""
         return self.sweep.epochs_of(self.points[number]) or self.max_epochs
 
+    def _fidelity(self, epochs: int) -> int:
+        """The fidelity a value is told at: its epochs, but where the template tunes them,
+        each point's own epochs are its final ones, one fidelity for all."""
+        return self.max_epochs if self.sweep.epochs_tuned else epochs
+
     def _trial(self, number: int, cell: str) -> Trial:
         return self.trials[f"{number}-{cell}"]
 
@@ -175,7 +180,7 @@ class Controller:
                     for p in again:
                         self.strategy.forget(p)
             elif e["event"] == "tell":
-                self.strategy.tell(e["point"], e["value"], fidelity=e["epochs"])
+                self.strategy.tell(e["point"], e["value"], fidelity=self._fidelity(e["epochs"]))
         self.journal.save_strategy(self.strategy.state_dict())
         for number, point in sorted(self.points.items()):
             self._make_trials(number, point, journal=False)
@@ -371,7 +376,7 @@ class Controller:
             return
         self.told.add((number, epochs))
         point = self.points[number]
-        self.strategy.tell(point, value, fidelity=epochs)
+        self.strategy.tell(point, value, fidelity=self._fidelity(epochs))
         self.journal.append("tell", number=number, point=point, value=value, epochs=epochs)
         self._save_strategy()
         self.scheduler.report(number, epochs, value)

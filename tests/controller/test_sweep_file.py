@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -200,17 +199,23 @@ def test_tags_in_the_sweeps_own_settings_are_refused(sweep_dir):
 @pytest.mark.timeout(300)
 def test_tuned_epochs_and_seed_train_end_to_end(sweep_dir):
     """FIFO with ``epochs: !choice [1, 3]``: each point trains to its own epochs with its
-    own seed, its cells alike, and finishes completed (not pruned)."""
+    own seed, its cells alike, and finishes completed (not pruned); the strategy sees every
+    value at one fidelity (each point's epochs are its final ones)."""
+    from search.controller import Controller
+    from search.executors import build_executor
+
     path = _tuned(sweep_dir, "{epochs: EPOCHS, seed: 0}",
                   "{epochs: !choice [1, 3], seed: !choice [0, 7]}",
                   trials=2, compare="{numerics: [fp32, bf16]}")
-    proc = cli(str(path), "--no-tracking", "-q", "-o", "r.json", cwd=sweep_dir)
-    assert proc.returncode == 0, proc.stderr
-    trials = json.loads((sweep_dir / "r.json").read_text())["trials"]
-    assert len(trials) == 4
-    for t in trials:
-        assert t["state"] == "completed", t
-        assert t["epochs"] == t["point"]["training.epochs"] == len(t["history"])
-        assert t["seed"] == t["point"]["training.seed"]
+    sweep = load_sweep(str(path))
+    controller = Controller(sweep, sweep_dir / "w", build_executor(sweep.executor, 2))
+    result = controller.run()
+    assert len(result.trials) == 4
+    for t in result.trials:
+        assert t.state.value == "completed", t
+        assert t.epochs == t.point["training.epochs"] == len(t.history)
+        assert t.seed == t.point["training.seed"]
     # the random strategy's first two points (search seed 0) differ in both
-    assert {t["epochs"] for t in trials} == {1, 3} and {t["seed"] for t in trials} == {0, 7}
+    assert {t.epochs for t in result.trials} == {1, 3}
+    assert {t.seed for t in result.trials} == {0, 7}
+    assert [o.fidelity for o in controller.strategy.history] == [3, 3]
