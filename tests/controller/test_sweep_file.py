@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import write_sweep
+from conftest import TEMPLATE, write_sweep
 
 from neon.errors import ConfigError
 from search.sweep import load_sweep
@@ -107,8 +107,6 @@ def test_gpu_slots_spread_jobs_over_visible_gpus(monkeypatch):
 
 def _tuned(sweep_dir, old, new, **kw):
     """A sweep whose template has ``old`` replaced by ``new``."""
-    from conftest import TEMPLATE
-
     return write_sweep(sweep_dir, template=TEMPLATE.replace(old, new), **kw)
 
 
