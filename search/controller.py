@@ -117,6 +117,16 @@ class Controller:
     def max_epochs(self) -> int:
         return self.scheduler.rungs[-1]
 
+    def _final_epochs(self, number: int) -> int:
+        """Epochs point ``number`` ends at: its own ``training.epochs`` where the template
+        tunes it (FIFO only), else the scheduler's last rung."""
+        return self.sweep.epochs_of(self.points[number]) or self.max_epochs
+
+    def _fidelity(self, epochs: int) -> int:
+        """The fidelity a value is told at: its epochs, but where the template tunes them,
+        each point's own epochs are its final ones, one fidelity for all."""
+        return self.max_epochs if self.sweep.epochs_tuned else epochs
+
     def _trial(self, number: int, cell: str) -> Trial:
         return self.trials[f"{number}-{cell}"]
 
@@ -170,7 +180,7 @@ class Controller:
                     for p in again:
                         self.strategy.forget(p)
             elif e["event"] == "tell":
-                self.strategy.tell(e["point"], e["value"], fidelity=e["epochs"])
+                self.strategy.tell(e["point"], e["value"], fidelity=self._fidelity(e["epochs"]))
         self.journal.save_strategy(self.strategy.state_dict())
         for number, point in sorted(self.points.items()):
             self._make_trials(number, point, journal=False)
@@ -200,14 +210,15 @@ class Controller:
 
     # ----------------------------------------------------------------- points and jobs
     def _make_trials(self, number: int, point: dict[str, Any], journal: bool = True) -> None:
-        self.targets.setdefault(number, self.scheduler.first_target(number))
+        first = min(self.scheduler.first_target(number), self._final_epochs(number))
+        self.targets.setdefault(number, first)
         for cell in self.sweep.cells:
             tid = f"{number}-{cell.name}"
             if tid in self.trials:
                 continue
             trial = Trial(number=number, cell=cell.name, point=dict(point),
-                          overrides=dict(cell.overrides), seed=self.sweep.base_seed,
-                          target_epochs=self.scheduler.first_target(number))
+                          overrides=dict(cell.overrides), seed=self.sweep.seed_of(point),
+                          target_epochs=first)
             self.trials[tid] = trial
             self.pending.append((tid, trial.target_epochs))
             if journal:
@@ -332,7 +343,7 @@ class Controller:
             return
         trial.epochs = job.target
         trial.rung_values[str(job.target)] = self.sweep.objective.minimized(value)
-        trial.state = TrialState.COMPLETED if trial.epochs >= self.max_epochs \
+        trial.state = TrialState.COMPLETED if trial.epochs >= self._final_epochs(trial.number) \
             else TrialState.QUEUED
         if trial.state.finished:
             trial.finished_at = time.time()
@@ -365,7 +376,7 @@ class Controller:
             return
         self.told.add((number, epochs))
         point = self.points[number]
-        self.strategy.tell(point, value, fidelity=epochs)
+        self.strategy.tell(point, value, fidelity=self._fidelity(epochs))
         self.journal.append("tell", number=number, point=point, value=value, epochs=epochs)
         self._save_strategy()
         self.scheduler.report(number, epochs, value)
@@ -440,7 +451,8 @@ class Controller:
 
     def _prune_leftovers(self) -> None:
         for trial in self.trials.values():
-            if trial.state == TrialState.QUEUED and 0 < trial.epochs < self.max_epochs:
+            if trial.state == TrialState.QUEUED and 0 < trial.epochs < self._final_epochs(
+                    trial.number):
                 trial.state = TrialState.PRUNED
                 trial.finished_at = time.time()
                 self._record(trial)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from neon.errors import ConfigError
 from search.space import Point, SearchSpace
 
 __all__ = ["Evaluation", "Result", "minimize"]
@@ -63,7 +64,9 @@ def minimize(
 ) -> Result:
     """Minimize ``fn`` over ``space`` with ``trials`` evaluations.
 
-    ``space``: a SearchSpace, a ``SearchSpace.from_dict`` mapping, or YAML text / a path.
+    ``space``: a SearchSpace, a ``SearchSpace.from_dict`` mapping (tag objects, tuples
+    ``("uniform", -5, 10)`` or mappings ``{"type": "uniform", "low": -5, "high": 10}``), or
+    YAML text / a path; one without any tunable parameter raises ``ConfigError``.
     ``strategy``: a registry name (grid, random, tpe, spearmint), a ``{"type": ...,
     options}`` mapping, or a Strategy instance.  Stops early when a grid is exhausted.
     """
@@ -72,6 +75,9 @@ def minimize(
     if trials < 0 or parallel < 1:
         raise ValueError("trials must be >= 0 and parallel >= 1")
     space = SearchSpace.coerce(space)
+    if not len(space):
+        raise ConfigError("the search space has no tunable parameter: fn would be called "
+                          "with {} every time")
     searcher = build_strategy(strategy, space, seed)
     result = Result(None, None)
     pool = ThreadPoolExecutor(parallel) if parallel > 1 else None

@@ -19,7 +19,9 @@ from typing import Any, Literal
 import numpy as np
 
 from neon.errors import ConfigError
+from neon.registry import did_you_mean
 from search.template import (
+    TAGS,
     BadTag,
     Choice,
     LogUniform,
@@ -271,11 +273,29 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> SearchSpace:
-        """From Python values: tag objects (``LogUniform(1e-4, 1e-1, name="lr")``) or tuples
-        ``(tag, *args)`` such as ``("loguniform", 1e-4, 1e-1)``, ``("quniform", 0, 1, 0.1)``,
-        ``("randint", 1, 8)``, ``("choice", ["relu", "tanh"])`` or ``(tag, {mapping form})``;
-        nested dicts/lists give dotted names, other values stay constants."""
-        return cls(_from_python(spec))
+        """From Python values; each tunable parameter is one of
+
+        - a tag object: ``LogUniform(1e-4, 1e-1, name="lr")``;
+        - a tuple ``(tag, *args)``: ``("loguniform", 1e-4, 1e-1)``, ``("quniform", 0, 1, 0.1)``,
+          ``("randint", 1, 8)`` (8 included), ``("choice", ["relu", "tanh"])``, or
+          ``(tag, {mapping})``;
+        - a mapping whose ``type`` names a tag, with that tag's fields and nothing else:
+          ``{"type": "uniform", "low": -5, "high": 10}``, ``{"type": "loguniform", "low": ...,
+          "high": ..., "name": "lr"}``, ``{"type": "quniform", "low", "high", "q"}``,
+          ``{"type": "randint", "low", "high"}``, ``{"type": "choice", "options": [...]}``
+          (or ``"values"``/``"choices"``); a wrong or missing key raises ``ConfigError``.
+
+        Other dicts and lists nest (dotted names), other values stay constants; a constant
+        mapping whose ``type`` is a tag name (neon's ``{"type": "uniform", "low": -0.1,
+        "high": 0.1}`` initializer) is written ``("const", {...})``.  A spec without any
+        tunable parameter raises ``ConfigError``."""
+        space = cls(_from_python(spec))
+        if not len(space):
+            raise ConfigError(f"no tunable parameter in {_short(spec)}: write each as a tag "
+                              "object (Uniform(-5, 10)), a tuple ('uniform', -5, 10) or a "
+                              "mapping {'type': 'uniform', 'low': -5, 'high': 10}"
+                              + "".join(_near_misses(spec)))
+        return space
 
     @classmethod
     def coerce(cls, space: Any) -> SearchSpace:
@@ -414,8 +434,17 @@ class SearchSpace:
         return "\n".join(lines)
 
 
+TAG_TYPES = tuple(t.lstrip("!") for t in TAGS)
+"""The ``type`` values that make a ``from_dict`` mapping a tag."""
+
+
+def _tag_type(value: Mapping[str, Any]) -> str | None:
+    kind = value.get("type")
+    return kind if isinstance(kind, str) and kind.lstrip("!") in TAG_TYPES else None
+
+
 def _from_python(value: Any, path: str = "") -> Any:
-    """Turn ``from_dict``'s tuple syntax into tag objects, recursively."""
+    """Turn ``from_dict``'s tuple and mapping forms into tag objects, recursively."""
     if isinstance(value, Choice):
         options = [_from_python(o) for o in value.options]
         return Choice(options, name=value.name, file=value.file, line=value.line)
@@ -425,6 +454,9 @@ def _from_python(value: Any, path: str = "") -> Any:
         if not value or not isinstance(value[0], str):
             return BadTag(f"a tuple must start with a tag name such as 'uniform', got {value!r}")
         tag, args = value[0], list(value[1:])
+        if tag == "const":
+            return args[0] if len(args) == 1 else BadTag(
+                f"('const', value) takes one value, got {len(args)}")
         if len(args) == 1 and (isinstance(args[0], Mapping) or tag.lstrip("!") == "choice"):
             args = args[0]
         return _from_python(make_tag(tag, args))
@@ -432,9 +464,37 @@ def _from_python(value: Any, path: str = "") -> Any:
         for key in value:
             if not isinstance(key, (str, int)):
                 raise ConfigError(f"keys must be strings, got {key!r}", key=path or None)
+        kind = _tag_type(value)
+        if kind is not None:
+            tag = make_tag(kind, {k: v for k, v in value.items() if k != "type"})
+            if isinstance(tag, BadTag):
+                tag.message += (f"; for a constant mapping of type {kind!r}, write "
+                                "('const', {...})")
+            return _from_python(tag)
         return {k: _from_python(v, join_path(path, k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_python(v) for v in value]
     if value is None or is_scalar(value):
         return value
     raise ConfigError(f"unsupported value {value!r}", key=path or None)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _near_misses(value: Any, path: str = "") -> Iterator[str]:
+    """``; 'x': type 'uniforn' is no tag (did you mean 'uniform'?)`` for mappings whose
+    ``type`` is close to a tag's (read as constants)."""
+    if isinstance(value, Mapping):
+        kind = value.get("type")
+        if isinstance(kind, str) and _tag_type(value) is None:
+            hint = did_you_mean(kind.lstrip("!"), TAG_TYPES)
+            if hint:
+                yield f"; {path or 'the spec'}: type {kind!r} is no tag{hint}"
+        for key, item in value.items():
+            yield from _near_misses(item, join_path(path, key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _near_misses(item, join_path(path, i))

@@ -5,9 +5,10 @@ A template is a config (mappings, lists, scalars) in which some values are *tags
 (inclusive), ``!choice [...]`` (options may hold further tags: conditional parameters) and
 neon 0.8's ``!hyperopt NAME FLOAT|INT LOW HIGH``.  Every tag also has a mapping form,
 e.g. ``!loguniform {low: 1.0e-4, high: 1.0e-1, name: lr}`` or
-``!choice {options: [relu, tanh], name: act}``.  ``!quniform`` with integer low, high and q
-(e.g. batch sizes ``[16, 256, 16]``) gives integers; bounds written ``1e-4`` (which YAML
-reads as a string) are accepted as numbers.
+``!choice {options: [relu, tanh], name: act}`` (``values:`` or ``choices:`` also name the
+options).  ``!quniform`` with integer low, high and q (e.g. batch sizes ``[16, 256, 16]``)
+gives integers; bounds written ``1e-4`` (which YAML reads as a string) are accepted as
+numbers.
 
 Parameter names: a tag is named by its dotted path in the config (``optimizer.learning_rate``,
 ``model.layers.0.nout``) unless it has ``name:``.  Inside option ``i`` of a choice named
@@ -34,6 +35,7 @@ from neon.registry import did_you_mean
 from neon.yamlio import LineLoader, LocDict, LocList, line_of, load_yaml
 
 __all__ = [
+    "CHOICE_ALIASES",
     "TAGS",
     "BadTag",
     "Choice",
@@ -97,7 +99,8 @@ class Tag:
             with contextlib.suppress(ValueError):
                 value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(f"{self.yaml_tag} {field_name} must be a number, got {value!r}", key)
+            shown = "a tag" if isinstance(value, (Tag, BadTag)) else repr(value)
+            raise self.error(f"{self.yaml_tag} {field_name} must be a number, got {shown}", key)
         if not math.isfinite(value):
             raise self.error(f"{self.yaml_tag} {field_name} must be finite, got {value!r}", key)
         setattr(self, field_name, value)
@@ -248,6 +251,8 @@ class BadTag:
 TAGS: dict[str, type[Tag]] = {
     cls.yaml_tag: cls for cls in (Uniform, LogUniform, QUniform, RandInt, Choice)
 }
+CHOICE_ALIASES = ("values", "choices")
+"""Other names of a choice's ``options`` in its mapping form (as W&B, Ax and Optuna say)."""
 
 
 def _signature(cls: type[Tag]) -> str:
@@ -273,6 +278,12 @@ def make_tag(
         hint = did_you_mean(name, [*TAGS, "!hyperopt"])
         return BadTag(f"unknown tag {name}{hint}; known: {known}", file, line)
     cls = TAGS[name]
+    if isinstance(args, Mapping) and cls is Choice:
+        given = [k for k in ("options", *CHOICE_ALIASES) if k in args]
+        if len(given) > 1:
+            return BadTag(f"{name} takes its options once, got {' and '.join(given)}", file, line)
+        if given and given[0] != "options":
+            args = {("options" if k == given[0] else k): v for k, v in args.items()}
     if isinstance(args, Mapping):
         unknown = [k for k in args if k not in (*cls.fields, "name")]
         if unknown:

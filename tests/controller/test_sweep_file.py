@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
-from conftest import write_sweep
+from conftest import TEMPLATE, write_sweep
 
 from neon.errors import ConfigError
 from search.sweep import load_sweep
@@ -102,3 +103,117 @@ def test_gpu_slots_spread_jobs_over_visible_gpus(monkeypatch):
     cpu = Job("1-cpu@1#0", "1-cpu", {"overrides": {}, "config": {"backend": {"name": "cpu"}}})
     slots.assign(cpu)
     assert "env" not in cpu.spec
+
+
+def _tuned(sweep_dir, old, new, **kw):
+    """A sweep whose template has ``old`` replaced by ``new``."""
+    return write_sweep(sweep_dir, template=TEMPLATE.replace(old, new), **kw)
+
+
+def test_tuned_epochs_and_seed_under_fifo(sweep_dir):
+    path = _tuned(sweep_dir, "{epochs: EPOCHS, seed: 0}",
+                  "{epochs: !choice [2, 20], seed: !randint [0, 3]}")
+    sweep = load_sweep(str(path))
+    assert sweep.epochs_tuned and sweep.seed_tuned and sweep.base_epochs == 20
+    for point in (sweep.space.sample(np.random.default_rng(i)) for i in range(5)):
+        assert sweep.epochs_of(point) == point["training.epochs"]
+        assert sweep.seed_of(point) == point["training.seed"]
+    # a choice of whole training sections tunes them too
+    path = _tuned(sweep_dir, "{epochs: EPOCHS, seed: 0}", "!choice [{epochs: 1}, {seed: 4}]")
+    sweep = load_sweep(str(path))
+    assert sweep.epochs_tuned and sweep.seed_tuned and sweep.base_epochs == 10  # the default
+    point = sweep.space.sample(np.random.default_rng(0))
+    assert [sweep.epochs_of({**point, "training": i}) for i in (0, 1)] == [1, 10]
+    assert [sweep.seed_of({**point, "training": i}) for i in (0, 1)] == [0, 4]
+    # one value is no tuning: the scheduler keeps the epochs
+    sweep = load_sweep(str(_tuned(sweep_dir, "epochs: EPOCHS", "epochs: !randint [3, 3]")))
+    point = sweep.space.sample(np.random.default_rng(0))
+    assert not sweep.epochs_tuned and sweep.epochs_of(point) is None
+
+
+@pytest.mark.parametrize("old,new,kw,words", [
+    ("epochs: EPOCHS", "epochs: !choice [2, 20]",
+     {"scheduler": "{type: asha, max_epochs: 4}"},
+     "training.epochs: the asha scheduler sets the epochs of each point"),
+    ("epochs: EPOCHS", "epochs: !randint [1, 3]", {"scheduler": "hyperband"},
+     "training.epochs: the hyperband scheduler sets the epochs"),
+    ("epochs: EPOCHS", "epochs: !randint [1, 3]", {"scheduler": "{type: fifo, max_epochs: 2}"},
+     "training.epochs: search.scheduler.max_epochs sets every point's epochs"),
+    ("epochs: EPOCHS", "epochs: !uniform [1, 3]", {},
+     "training.epochs: expected int, got float 1.0 (!uniform can draw it)"),
+    ("epochs: EPOCHS", "epochs: !choice [2, 0]", {}, "epochs must be >= 1, got 0 (an option"),
+    ("seed: 0", "seed: !choice [1, abc]", {},
+     "training.seed: expected int, got str 'abc' (an option of !choice)"),
+    ("numerics: fp32", "numerics: !choice [fp32, bf16]", {"compare": "{numerics: [fp32, fp16]}"},
+     "backend.numerics: compare: numerics sets it for every trial"),
+    ("name: cpu", "name: !choice [cpu, gpu]", {"compare": "{backend: [cpu, gpu]}"},
+     "backend.name: compare: backend sets it"),
+    ("numerics: fp32", "numerics: !choice [fp32, fp17]", {},
+     "backend.numerics: unknown numerics 'fp17'"),
+    ("numerics: fp32", "numerics: fp32, threads: !randint [1, 4]", {},
+     "backend.threads: the executor sets each trial's threads"),
+    ("name: digits", "name: !choice [digits, digitz]", {},
+     "dataset.name: unknown dataset 'digitz' (did you mean 'digits'?)"),
+    ("batch_size: 128", "batch_size: !uniform [16, 128]", {},
+     "dataset.batch_size: expected int, got float 16.0 (!uniform can draw it)"),
+    ("metrics: [misclassification]", "metrics: !choice [[misclassification], [log_loss]]", {},
+     "search.objective.metric: objective metric 'val_misclassification' is not reported by "
+     "every option of the template's metrics"),
+    ("metrics: [misclassification]", "metrics: [!choice [misclassification, acuracy]]", {},
+     "metrics: unknown metric 'acuracy' (did you mean 'accuracy'?)"),
+])
+def test_tags_the_loader_reads_are_checked_for_every_point(sweep_dir, old, new, kw, words):
+    path = _tuned(sweep_dir, old, new, **kw)
+    with pytest.raises(ConfigError) as err:
+        load_sweep(str(path))
+    msg = str(err.value)
+    assert words in msg and "\n" not in msg, msg
+    lines = [i for i, text in enumerate((sweep_dir / "model.yaml").read_text().splitlines(), 1)
+             if new in text]
+    where = f"{sweep_dir / 'model.yaml'}:{lines[0]}: "
+    assert msg.startswith(where) or msg.startswith(f"{path}:"), msg
+
+
+@pytest.mark.parametrize("old,new,cell", [
+    ("numerics: fp32", "numerics: !choice [fp32, bf16]", "base"),
+    ("name: cpu", "name: !choice [cpu]", "fp32"),
+    ("metrics: [misclassification]", "metrics: [log_loss, !choice [misclassification, "
+     "{type: misclassification, top_k: 1}]]", "fp32"),
+    ("batch_size: 128", "batch_size: !quniform [32, 128, 32]", "fp32"),
+    ("name: digits", "name: !choice [digits, synthetic]", "fp32"),
+])
+def test_tags_that_work_where_the_loader_reads(sweep_dir, old, new, cell):
+    sweep = load_sweep(str(_tuned(sweep_dir, old, new)))
+    assert [c.name for c in sweep.cells] == [cell]
+
+
+def test_tags_in_the_sweeps_own_settings_are_refused(sweep_dir):
+    path = write_sweep(sweep_dir, trials="!choice [2, 3]")
+    with pytest.raises(ConfigError) as err:
+        load_sweep(str(path))
+    assert str(err.value).startswith(f"{path}:6: search.trials: tunable tags")
+
+
+@pytest.mark.timeout(300)
+def test_tuned_epochs_and_seed_train_end_to_end(sweep_dir):
+    """FIFO with ``epochs: !choice [1, 3]``: each point trains to its own epochs with its
+    own seed, its cells alike, and finishes completed (not pruned); the strategy sees every
+    value at one fidelity (each point's epochs are its final ones)."""
+    from search.controller import Controller
+    from search.executors import build_executor
+
+    path = _tuned(sweep_dir, "{epochs: EPOCHS, seed: 0}",
+                  "{epochs: !choice [1, 3], seed: !choice [0, 7]}",
+                  trials=2, compare="{numerics: [fp32, bf16]}")
+    sweep = load_sweep(str(path))
+    controller = Controller(sweep, sweep_dir / "w", build_executor(sweep.executor, 2))
+    result = controller.run()
+    assert len(result.trials) == 4
+    for t in result.trials:
+        assert t.state.value == "completed", t
+        assert t.epochs == t.point["training.epochs"] == len(t.history)
+        assert t.seed == t.point["training.seed"]
+    # the random strategy's first two points (search seed 0) differ in both
+    assert {t.epochs for t in result.trials} == {1, 3}
+    assert {t.seed for t in result.trials} == {0, 7}
+    assert [o.fidelity for o in controller.strategy.history] == [3, 3]

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import search
+from neon.errors import ConfigError
 from search import Result, SearchSpace, minimize
 from search.strategies import STRATEGIES
 
@@ -103,3 +104,26 @@ def test_package_import_stays_light() -> None:
                          check=True).stdout.strip()
     assert out == "[]"
     assert set(search.__all__) == {"SearchSpace", "minimize", "Result"}
+
+
+def test_mapping_form_space_is_searched() -> None:
+    """The issue's space: a mapping per parameter, not an empty space called with {}."""
+    seen = []
+
+    def fn(point: dict) -> float:
+        seen.append(point)
+        return (point["x"] - 2) ** 2
+
+    result = minimize(fn, {"x": {"type": "uniform", "low": -5, "high": 10}},
+                      strategy="random", trials=20)
+    assert len(seen) == 20 and all(-5 <= p["x"] <= 10 for p in seen)
+    assert len({p["x"] for p in seen}) == 20 and result.best_value < 1
+
+
+@pytest.mark.parametrize("space", [{"x": {"type": "uniforn", "low": -5, "high": 10}},
+                                   "x: 3\n", SearchSpace.from_yaml("a: 1\n")])
+def test_empty_space_is_refused(space) -> None:
+    calls = []
+    with pytest.raises(ConfigError, match="no tunable parameter"):
+        minimize(calls.append, space, strategy="random", trials=3)
+    assert calls == []

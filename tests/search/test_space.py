@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from neon.errors import ConfigError
 from search.space import INACTIVE, SearchSpace, point_key
 from search.template import Choice, LogUniform, QUniform, RandInt, Uniform
 
@@ -248,3 +250,72 @@ def test_grid_values_per_kind() -> None:
     assert space["q"].grid(3) == [0.0, 0.5, 1.0]
     assert space["c"].grid(5) == ["a", "b"]
     assert math.isclose(space["log"].grid(1)[0], 0.1)
+
+
+def test_from_dict_mapping_form_matches_the_tuple_form() -> None:
+    """``{"type": tag, fields...}`` as users of other libraries write spaces."""
+    mapped = SearchSpace.from_dict({
+        "x": {"type": "uniform", "low": -5, "high": 10},
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1, "name": "rate"},
+        "keep": {"type": "quniform", "low": 0.5, "high": 1.0, "q": 0.05},
+        "n": {"type": "randint", "low": 1, "high": 8},
+        "act": {"type": "choice", "options": ["relu", "tanh"]},
+        "opt": {"type": "!choice", "values": [
+            {"type": "sgd"}, {"type": "adam", "beta": {"type": "uniform", "low": 0.9,
+                                                        "high": 0.99}}]},
+        "c": {"type": "choice", "choices": [1, 2]},
+    })
+    tupled = SearchSpace.from_dict({
+        "x": ("uniform", -5, 10), "lr": LogUniform(1e-4, 1e-1, name="rate"),
+        "keep": ("quniform", 0.5, 1.0, 0.05), "n": ("randint", 1, 8),
+        "act": ("choice", ["relu", "tanh"]),
+        "opt": ("choice", [{"type": "sgd"}, {"type": "adam", "beta": ("uniform", 0.9, 0.99)}]),
+        "c": ("choice", [1, 2]),
+    })
+    facts = [(d.name, d.kind, d.low, d.high, d.log, d.q, d.describe(), d.condition)
+             for d in mapped]
+    assert facts == [(d.name, d.kind, d.low, d.high, d.log, d.q, d.describe(), d.condition)
+                     for d in tupled]
+    assert mapped.names == ["x", "rate", "keep", "n", "act", "opt", "opt[1].beta", "c"]
+    rng = np.random.default_rng(0)
+    point = mapped.sample(rng)
+    assert mapped.expand(point) == tupled.expand(point)
+    assert mapped.expand(point)["opt"]["type"] in ("sgd", "adam")  # options stay constants
+    assert SearchSpace.from_yaml("a: !choice {values: [x, y]}\n")["a"].options == ("x", "y")
+
+
+def test_from_dict_mapping_form_ambiguity() -> None:
+    """A mapping is a tag exactly when its ``type`` names one; neon components (``affine``,
+    ``sgd``) stay constants, and a constant whose type is a tag name is ``("const", ...)``."""
+    space = SearchSpace.from_dict({
+        "layer": {"type": "affine", "nout": 10, "init": ("const", {
+            "type": "uniform", "low": -0.1, "high": 0.1})},
+        "scale": {"type": "uniform", "low": -0.1, "high": 0.1},
+    })
+    assert space.names == ["scale"]
+    config = space.expand({"scale": 0.05})
+    assert config["layer"] == {"type": "affine", "nout": 10,
+                               "init": {"type": "uniform", "low": -0.1, "high": 0.1}}
+    for spec, words in [
+        ({"init": {"type": "uniform"}}, "init: !uniform is missing 'low', 'high'"),
+        ({"x": {"type": "uniform", "low": 0, "hihg": 1}},
+         "x: unknown key 'hihg' for !uniform (did you mean 'high'?)"),
+        ({"a": {"type": "choice", "options": [1], "values": [2]}},
+         "a: !choice takes its options once, got options and values"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            SearchSpace.from_dict(spec)
+        assert str(err.value).startswith(words), err.value
+        assert "for a constant mapping of type" in str(err.value) and "('const', {...})" in str(
+            err.value)
+
+
+@pytest.mark.parametrize("spec,words", [
+    ({}, "no tunable parameter in {}"),
+    ({"x": {"type": "uniforn", "low": -5, "high": 10}},
+     "x: type 'uniforn' is no tag (did you mean 'uniform'?)"),
+    ({"model": {"layers": [{"type": "affine", "nout": 10}]}}, "write each as a tag object"),
+])
+def test_from_dict_refuses_a_space_without_parameters(spec, words) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        SearchSpace.from_dict(spec)
