@@ -50,9 +50,10 @@ def start_ui_cli(uri: str, port: int, experiment: str) -> tuple[subprocess.Popen
     raise AssertionError("neon-search ui printed no URL")
 
 
-def shown_rows(page, expected: int, timeout: float = 60) -> list[str]:
+def shown_rows(page, trials: set[str], timeout: float = 60) -> list[str]:
     """Run ids of the table's rows in display order, once the saved view has filtered them
-    down to ``expected`` rows (the page first renders its default before applying it)."""
+    down to ``trials`` (the page renders its default first); ag-grid renders the rows in view
+    and a few more."""
     deadline = time.time() + timeout
     while True:
         pairs = page.eval_on_selector_all(
@@ -60,7 +61,7 @@ def shown_rows(page, expected: int, timeout: float = 60) -> list[str]:
                   "r.getAttribute('row-id')])")
         index = {run: i for i, run in pairs}  # a row has an element per grid container
         ids = sorted(index, key=index.__getitem__)
-        if len(ids) == expected or time.time() > deadline:
+        if (set(ids) <= trials and len(ids) >= min(len(trials), 15)) or time.time() > deadline:
             return ids
         time.sleep(0.5)
 
@@ -89,7 +90,7 @@ def check_ui(uri: str, experiment: str, shots: Path) -> None:
                        f"{runs_page(exp.experiment_id, view_key(parent.info.run_id))}")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url)
             header = page.locator(f'.ag-header-cell[col-id="metrics.`{objective}`"]')
             header.wait_for(timeout=60000)
@@ -98,9 +99,8 @@ def check_ui(uri: str, experiment: str, shots: Path) -> None:
                 assert page.locator(f'.ag-header-cell[col-id="tags.`{column}`"]').is_visible()
             for column in ("numerics", "backend"):
                 assert page.locator(f'.ag-header-cell[col-id="params.`{column}`"]').is_visible()
-            rendered = min(len(trials), 20)  # ag-grid renders the rows in view and a few more
-            ids = shown_rows(page, len(trials))
-            assert len(ids) >= rendered and set(ids) <= set(trials), ids
+            ids = shown_rows(page, set(trials))
+            assert set(ids) <= set(trials) and len(ids) >= min(len(trials), 15), ids
             values = [trials[i].data.metrics[objective] for i in ids]
             assert values == sorted(values, reverse=mode == "(max)")
             for run_id in ids[:5]:
@@ -119,22 +119,23 @@ def check_ui(uri: str, experiment: str, shots: Path) -> None:
                 close.first.wait_for(state="detached", timeout=10000)
             page.screenshot(path=str(shots / "mlflow-ui-runs.png"))
 
-            # the same selectors see the GenAI view's entries where MLflow shows them
-            page.goto(url.replace("workflowType=machine_learning", "workflowType=genai"))
-            page.locator("nav").first.get_by_text("Judges", exact=True).wait_for(timeout=60000)
-
             best = ids[0]
             number = trials[best].data.tags["number"]
             pair = [r for r in trials.values() if r.data.tags["number"] == number]
             compare_url = (f"http://127.0.0.1:{port}/#/compare-runs?runs="
                            f"{urllib.parse.quote(json.dumps([r.info.run_id for r in pair]))}"
-                           f"&experiments={urllib.parse.quote(json.dumps([exp.experiment_id]))}")
+                           f"&experiments={urllib.parse.quote(json.dumps([exp.experiment_id]))}"
+                           "&workflowType=machine_learning")
             page.goto(compare_url)
             page.locator(f"text={pair[0].info.run_name}").first.wait_for(timeout=60000)
             page.locator("text=train_loss").first.wait_for(timeout=60000)
             content = page.content()
             assert all(r.info.run_name in content for r in pair)
             page.screenshot(path=str(shots / "mlflow-ui-compare.png"), full_page=True)
+
+            # the same selectors see the GenAI view's entries where MLflow shows them
+            page.goto(url.replace("workflowType=machine_learning", "workflowType=genai"))
+            page.locator("nav").first.get_by_text("Judges", exact=True).wait_for(timeout=60000)
             browser.close()
         assert (shots / "mlflow-ui-runs.png").stat().st_size > 10_000
     finally:
