@@ -38,9 +38,13 @@ __all__ = [
     "default_uri",
     "experiment_id",
     "flatten_params",
+    "latest_view",
+    "mark_training",
     "resolve_uri",
     "runs_page",
+    "save_view",
     "sweep_view",
+    "view_key",
 ]
 
 DEFAULT_STORE = "mlflow.db"
