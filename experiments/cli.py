@@ -134,7 +134,9 @@ def stop_ui(proc: subprocess.Popen) -> None:
 
 
 def _experiment_url(uri: str, port: int, name: str | None) -> str:
-    from experiments.tracking import client_for
+    """The runs page of experiment ``name`` (default: the newest), in MLflow's model-training
+    view, on the saved view of its latest sweep when it has one."""
+    from experiments.tracking import client_for, latest_view, runs_page
 
     client = client_for(uri)
     base = f"http://127.0.0.1:{port}"
@@ -146,7 +148,9 @@ def _experiment_url(uri: str, port: int, name: str | None) -> str:
         exps = [e for e in client.search_experiments(order_by=["creation_time DESC"])
                 if e.name != "Default"]
         exp = exps[0] if exps else None
-    return f"{base}/#/experiments/{exp.experiment_id}/runs" if exp else base
+    if exp is None:
+        return base
+    return f"{base}/{runs_page(exp.experiment_id, latest_view(client, exp))}"
 
 
 def run_ui(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import math
 import os
 import queue
 import re
+import shlex
 import shutil
 import sys
 import threading
@@ -37,14 +38,20 @@ __all__ = [
     "default_uri",
     "experiment_id",
     "flatten_params",
+    "latest_view",
+    "mark_training",
     "resolve_uri",
+    "runs_page",
+    "save_view",
+    "sweep_view",
+    "view_key",
 ]
 
 DEFAULT_STORE = "mlflow.db"
 KIND_TAG = "neon_search.kind"  # "sweep" | "trial" | "single"
-STATUS = {  # trial state -> MLflow run status
+STATUS = {  # trial state -> MLflow run status; the ``state`` tag tells completed from pruned
     "completed": "FINISHED",
-    "pruned": "KILLED",
+    "pruned": "FINISHED",  # stopped early by the scheduler as planned: not a failure
     "killed": "KILLED",
     "failed": "FAILED",
     "timed_out": "FAILED",
@@ -52,6 +59,10 @@ STATUS = {  # trial state -> MLflow run status
     "queued": "SCHEDULED",
 }
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's experiment type tag
+TRAINING = "custom_model_development"  # ... for model training (not GenAI)
+VIEW_TAG = "mlflow.sharedViewState."  # MLflow's saved runs-page views: one experiment tag each
+UI_PORT = 5000  # neon-search ui's default
 
 
 def _quiet() -> None:
@@ -98,16 +109,72 @@ def client_for(uri: str | None) -> Any:
 def experiment_id(client: Any, name: str, uri: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        mark_training(client, exp)
         return exp.experiment_id
     root = artifact_root(uri)
     location = f"{root}/{name}" if root else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={EXPERIMENT_KIND: TRAINING})
     except Exception:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def mark_training(client: Any, exp: Any) -> None:
+    """Tag an experiment without a type as model training, the kind MLflow's UI opens in its
+    model-training view (runs, models) rather than the GenAI one (traces, judges, prompts)."""
+    if EXPERIMENT_KIND not in (exp.tags or {}):
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, TRAINING)
+
+
+def view_key(parent_run_id: str) -> str:
+    """The id of a sweep's saved view in MLflow's runs page (``viewStateShareKey``)."""
+    return f"neon-search-{parent_run_id}"
+
+
+def runs_page(exp_id: str, view: str | None = None) -> str:
+    """The UI path of an experiment's runs page in the model-training view (the
+    ``workflowType`` parameter picks it in MLflow 3.x), opening the saved view ``view``."""
+    query = "workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
+    return f"#/experiments/{exp_id}/runs?{query}"
+
+
+def sweep_view(sweep: Any, parent_run_id: str) -> dict[str, Any]:
+    """The runs-page state of one sweep, as MLflow's saved views hold it: the sweep's trials,
+    best first (MLflow lists runs sorted by a metric flat, not nested under the sweep's
+    run), with columns objective, state, epochs reached (``rung``), cell and tuned params."""
+    objective = f"metrics.`{safe_key(sweep.objective.metric)}`"
+    params = dict.fromkeys(["numerics", "backend", *(safe_key(n) for n in sweep.space.names)])
+    columns = [objective, "tags.`state`", "tags.`rung`", *(f"params.`{p}`" for p in params)]
+    return {
+        "searchFilter": f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        "orderByKey": objective,
+        "orderByAsc": sweep.objective.mode == "min",
+        "selectedColumns": columns,
+        # MLflow's own column ids: row selection, run name, created (with the status icon)
+        "columnOrder": ["1", "attributes.`Run Name`", "runDateAndNestInfo", "duration",
+                        *columns],
+        "columnWidths": {c: max(90, 7 * len(c.split("`")[1]) + 40) for c in columns},
+        "runsHiddenMode": "SHOW_ALL",
+    }
+
+
+def save_view(client: Any, exp_id: str, key: str, name: str, state: dict[str, Any]) -> None:
+    """Store ``state`` as the saved view ``key`` of the experiment (listed under Views)."""
+    now = int(time.time() * 1000)
+    client.set_experiment_tag(exp_id, VIEW_TAG + key, json.dumps(
+        {"name": name, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}))
+
+
+def latest_view(client: Any, exp: Any) -> str | None:
+    """The saved view of the experiment's latest sweep, if it has one."""
+    runs = client.search_runs([exp.experiment_id], f"tags.`{KIND_TAG}` = 'sweep'",
+                              max_results=1, order_by=["attributes.start_time DESC"])
+    key = view_key(runs[0].info.run_id) if runs else None
+    return key if key and VIEW_TAG + key in (exp.tags or {}) else None
 
 
 def flatten_params(config: Any, prefix: str = "") -> dict[str, str]:
@@ -291,6 +358,9 @@ class SweepTracker(Tracker):
             self.parent = RunLogger(self.client, saved["parent_run_id"], status="RUNNING")
             self.client.update_run(self.parent.run_id, status="RUNNING")
             self._reopen_children()
+            if VIEW_TAG + view_key(self.parent.run_id) not in self.client.get_experiment(
+                    self.exp_id).tags:
+                self._save_view(sweep)
             return
         self.parent = RunLogger.create(self.client, self.exp_id, sweep.name, {
             KIND_TAG: "sweep", "sweep": sweep.name,
@@ -302,11 +372,17 @@ class SweepTracker(Tracker):
             "cells": ",".join(c.name for c in sweep.cells),
             "neon_search.workdir": str(Path(workdir).resolve()),
         })
+        self._save_view(sweep)
         Path(workdir).mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps({"uri": self.uri, "parent_run_id": self.parent.run_id,
                                      "experiment_id": self.exp_id}))
         parent = self.parent
         self.writer(lambda: self._sweep_artifacts(parent, sweep))
+
+    def _save_view(self, sweep: Any) -> None:
+        started = time.strftime("%Y-%m-%d %H:%M")
+        save_view(self.client, self.exp_id, view_key(self.parent.run_id),
+                  f"{sweep.name} sweep {started}", sweep_view(sweep, self.parent.run_id))
 
     def _reopen_children(self) -> None:
         runs = self.client.search_runs(
@@ -455,11 +531,19 @@ class SweepTracker(Tracker):
         self.writer.close()
 
     def ui_hint(self) -> str:
+        """Where to browse the sweep: its runs page, through ``neon-search ui`` for a store
+        file, directly on a tracking server."""
         cmd = _command("neon-search")
+        uri, name = shlex.quote(self.uri), shlex.quote(self.experiment)
+        page = runs_page(self.exp_id, view_key(self.parent.run_id) if self.parent else None)
+        if self.uri.startswith(("http://", "https://")):
+            browse = f"{self.uri.rstrip('/')}/{page}"
+        else:
+            browse = (f"{cmd} ui --tracking-uri {uri} --experiment {name}\n"
+                      f"             then http://127.0.0.1:{UI_PORT}/{page}")
         return (f"MLflow: experiment '{self.experiment}' in {self.uri}\n"
-                f"  browse it: {cmd} ui --tracking-uri {self.uri}   "
-                f"(then http://127.0.0.1:5000/#/experiments/{self.exp_id}/runs)\n"
-                f"  compare:   {cmd} compare {self.experiment} --tracking-uri {self.uri}")
+                f"  browse it: {browse}\n"
+                f"  compare:   {cmd} compare {name} --tracking-uri {uri}")
 
 
 def _command(name: str) -> str:

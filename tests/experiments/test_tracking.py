@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port, write_tracked_sweep
 
-from experiments.tracking import KIND_TAG, client_for
+from experiments.tracking import KIND_TAG, VIEW_TAG, client_for, view_key
 
 
 def runs_of(client, experiment, kind="trial"):
@@ -43,8 +43,7 @@ def test_parent_and_trial_runs(tracked_sweep):
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["state"] == trial.state.value
         assert run.data.tags["rung"] == str(trial.epochs)
-        expected_status = {"completed": "FINISHED", "pruned": "KILLED"}[trial.state.value]
-        assert run.info.status == expected_status
+        assert run.info.status == "FINISHED"  # pruned as planned is no failure: see the tag
         if trial.state.value == "pruned":
             assert "stopped early" in run.data.tags["failure_reason"]
         params = run.data.params
@@ -89,7 +88,9 @@ def test_resume_reuses_parent_and_never_duplicates_runs(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     client = client_for(uri)
-    assert len(runs_of(client, "resumed", "sweep")) == 1
+    (parent,) = runs_of(client, "resumed", "sweep")
+    exp = client.get_experiment_by_name("resumed")
+    assert VIEW_TAG + view_key(parent.info.run_id) in exp.tags
     names = [r.info.run_name for r in runs_of(client, "resumed")]
     assert sorted(names) == sorted(f"trial-{n}-{c}" for n in range(3) for c in ("fp32", "fp16"))
     for run in runs_of(client, "resumed"):
@@ -184,3 +185,61 @@ def test_ui_hint_names_a_neon_search_command_that_runs_from_here():
     out = subprocess.run([cmd, "ui", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "--tracking-uri" in out.stdout
+
+
+def test_sweep_experiment_opens_on_its_trials_in_the_training_view(tracked_sweep):
+    """The experiment is tagged model training; the sweep's saved view lists its trials by
+    the objective with columns that exist on them; the summary's link opens that view."""
+    from experiments.tracking import RunLogger, SweepTracker, runs_page
+
+    uri, result, _ = tracked_sweep
+    client = client_for(uri)
+    exp = client.get_experiment_by_name("tracked")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    (parent,) = runs_of(client, "tracked", "sweep")
+    view = json.loads(exp.tags[VIEW_TAG + view_key(parent.info.run_id)])
+    assert view["name"].startswith("tracked sweep ") and isinstance(view["createdAt"], int)
+    state = json.loads(view["state"])
+    assert state["orderByKey"] == "metrics.`val_misclassification`" and state["orderByAsc"]
+    runs = client.search_runs([exp.experiment_id], state["searchFilter"],
+                              order_by=[f"{state['orderByKey']} ASC"])
+    assert sorted(r.info.run_name for r in runs) == sorted(t.name for t in result.trials)
+    values = [r.data.metrics["val_misclassification"] for r in runs]
+    assert values == sorted(values)
+    columns = state["selectedColumns"]
+    assert columns[:3] == ["metrics.`val_misclassification`", "tags.`state`", "tags.`rung`"]
+    assert {"params.`numerics`", "params.`backend`", "params.`arch`",
+            "params.`optimizer.learning_rate`"} <= set(columns)
+    assert state["columnOrder"][-len(columns):] == columns
+    data = {"metrics": runs[0].data.metrics, "params": runs[0].data.params,
+            "tags": runs[0].data.tags}
+    for column in columns:
+        kind, key = column.split(".", 1)
+        assert key.strip("`") in data[kind], column
+
+    tracker = SweepTracker(uri, "tracked")
+    tracker.exp_id, tracker.parent = exp.experiment_id, RunLogger(client, parent.info.run_id)
+    page = runs_page(exp.experiment_id, view_key(parent.info.run_id))
+    assert page == (f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+                    f"&viewStateShareKey=neon-search-{parent.info.run_id}")
+    hint = tracker.ui_hint()
+    assert f" ui --tracking-uri {uri} --experiment tracked\n" in hint
+    assert f"then http://127.0.0.1:5000/{page}\n" in hint
+    tracker.uri = "http://mlflow.example:5000/"
+    assert f"browse it: http://mlflow.example:5000/{page}\n" in tracker.ui_hint()
+
+
+def test_experiment_kind_is_set_once_on_existing_experiments(tmp_path):
+    from experiments.tracking import experiment_id
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = client_for(uri)
+    bare = client.create_experiment("bare")
+    genai = client.create_experiment("genai", tags={"mlflow.experimentKind": "genai_development"})
+    assert experiment_id(client, "bare", uri) == bare
+    assert experiment_id(client, "genai", uri) == genai
+    new = experiment_id(client, "new", uri)
+    kinds = {i: client.get_experiment(i).tags.get("mlflow.experimentKind")
+             for i in (bare, genai, new)}
+    assert kinds == {bare: "custom_model_development", genai: "genai_development",
+                     new: "custom_model_development"}

@@ -1,7 +1,9 @@
 """The MLflow UI in a real headless Chromium: runs page and compare-runs page of a sweep.
 
 Skips only outside CI when Chromium is absent; in CI (CI=true) it must run. Set
-NEON_SEARCH_SCREENSHOTS=DIR to keep the screenshots (the README's comes from here).
+NEON_SEARCH_SCREENSHOTS=DIR to run the demo sweep (examples/sweeps/digits-mlp.yaml, a few
+minutes) and save its screenshots there: the README's come from
+``NEON_SEARCH_SCREENSHOTS=docs/images python -m pytest tests/experiments/test_ui_browser.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,11 +30,15 @@ if CHROMIUM is None and os.environ.get("CI") != "true":
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = os.environ.get("NEON_SEARCH_SCREENSHOTS")
+GENAI_ONLY = ("Judges", "Prompts", "Agent versions", "Evaluation runs")  # sidebar entries
+ROWS = "[role=row][row-id]"
 
 
-def start_ui_cli(uri: str, port: int) -> tuple[subprocess.Popen, str]:
+def start_ui_cli(uri: str, port: int, experiment: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--tracking-uri", uri,
-                             "--port", str(port), "--experiment", "tracked"],
+                             "--port", str(port), "--experiment", experiment],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -43,46 +50,92 @@ def start_ui_cli(uri: str, port: int) -> tuple[subprocess.Popen, str]:
     raise AssertionError("neon-search ui printed no URL")
 
 
-@pytest.mark.timeout(300)
-def test_runs_and_compare_pages_show_trials(tracked_sweep, tmp_path):
+def shown_rows(page, trials: set[str], timeout: float = 60) -> list[str]:
+    """Run ids of the table's rows in display order, once the saved view has filtered them
+    down to ``trials`` (the page renders its default first); ag-grid renders the rows in view
+    and a few more."""
+    deadline = time.time() + timeout
+    while True:
+        pairs = page.eval_on_selector_all(
+            ROWS, "rows => rows.map(r => [Number(r.getAttribute('row-index')), "
+                  "r.getAttribute('row-id')])")
+        index = {run: i for i, run in pairs}  # a row has an element per grid container
+        ids = sorted(index, key=index.__getitem__)
+        if (set(ids) <= trials and len(ids) >= min(len(trials), 15)) or time.time() > deadline:
+            return ids
+        time.sleep(0.5)
+
+
+def check_ui(uri: str, experiment: str, shots: Path) -> None:
+    """At the link ``neon-search ui`` prints, without a click: MLflow's model-training view
+    (no GenAI entries) listing the latest sweep's trials, best first, with the objective,
+    state, epochs and cell columns. Screenshots of it and of the best point's compare page."""
     from playwright.sync_api import sync_playwright
 
-    from experiments.tracking import client_for
+    from experiments.tracking import KIND_TAG, client_for, runs_page, view_key
 
-    uri, result, _ = tracked_sweep
+    client = client_for(uri)
+    exp = client.get_experiment_by_name(experiment)
+    parent = client.search_runs([exp.experiment_id], f"tags.`{KIND_TAG}` = 'sweep'",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    trials = {r.info.run_id: r for r in client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        max_results=1000)}
+    objective, mode = parent.data.tags["objective"].split(" ")  # "val_log_loss (min)"
     port = free_port()
-    proc, url = start_ui_cli(uri, port)
-    shots = Path(os.environ.get("NEON_SEARCH_SCREENSHOTS") or tmp_path)
+    proc, url = start_ui_cli(uri, port, experiment)
     shots.mkdir(parents=True, exist_ok=True)
     try:
-        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/#/experiments/\d+/runs", url)
-        client = client_for(uri)
-        exp = client.get_experiment_by_name("tracked")
-        names = sorted(t.name for t in result.trials)
+        assert url == (f"http://127.0.0.1:{port}/"
+                       f"{runs_page(exp.experiment_id, view_key(parent.info.run_id))}")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url)
-            parent = page.locator("[role=row]", has_text="tracked").first
-            parent.wait_for(timeout=60000)
-            parent.locator("button").first.click()  # expand the sweep's nested trial runs
-            page.locator(f"text={names[0]}").first.wait_for(timeout=30000)
-            shown = set(re.findall(r"trial-\d+-fp\d+", page.content()))
-            assert shown == set(names)
+            header = page.locator(f'.ag-header-cell[col-id="metrics.`{objective}`"]')
+            header.wait_for(timeout=60000)
+            assert header.inner_text().strip() == objective
+            for column in ("state", "rung"):
+                assert page.locator(f'.ag-header-cell[col-id="tags.`{column}`"]').is_visible()
+            for column in ("numerics", "backend"):
+                assert page.locator(f'.ag-header-cell[col-id="params.`{column}`"]').is_visible()
+            ids = shown_rows(page, set(trials))
+            assert set(ids) <= set(trials) and len(ids) >= min(len(trials), 15), ids
+            values = [trials[i].data.metrics[objective] for i in ids]
+            assert values == sorted(values, reverse=mode == "(max)")
+            for run_id in ids[:5]:
+                name = trials[run_id].info.run_name
+                assert page.get_by_text(name, exact=True).first.is_visible(), name
+                state = trials[run_id].data.tags["state"]
+                row = page.locator(f'[row-id="{run_id}"] [col-id="tags.`state`"]').first
+                assert row.inner_text().strip() == state
+            nav = page.locator("nav").first
+            assert nav.get_by_text("Model registry", exact=True).count() == 1
+            assert all(nav.get_by_text(t, exact=True).count() == 0 for t in GENAI_ONLY)
+            # MLflow opens its Assistant once per browser on a local server; a user closes it
+            close = page.locator("[data-component-id='mlflow.assistant.chat_panel.close']")
+            if close.count():
+                close.first.click()
+                close.first.wait_for(state="detached", timeout=10000)
             page.screenshot(path=str(shots / "mlflow-ui-runs.png"))
 
-            runs = client.search_runs([exp.experiment_id], "tags.`neon_search.kind` = 'trial'")
-            pair = [r for r in runs if r.data.tags["number"] == str(result.best.number)]
-            ids = json.dumps([r.info.run_id for r in pair])
+            best = ids[0]
+            number = trials[best].data.tags["number"]
+            pair = [r for r in trials.values() if r.data.tags["number"] == number]
             compare_url = (f"http://127.0.0.1:{port}/#/compare-runs?runs="
-                           f"{urllib.parse.quote(ids)}&experiments="
-                           f"{urllib.parse.quote(json.dumps([exp.experiment_id]))}")
+                           f"{urllib.parse.quote(json.dumps([r.info.run_id for r in pair]))}"
+                           f"&experiments={urllib.parse.quote(json.dumps([exp.experiment_id]))}"
+                           "&workflowType=machine_learning")
             page.goto(compare_url)
             page.locator(f"text={pair[0].info.run_name}").first.wait_for(timeout=60000)
             page.locator("text=train_loss").first.wait_for(timeout=60000)
             content = page.content()
             assert all(r.info.run_name in content for r in pair)
             page.screenshot(path=str(shots / "mlflow-ui-compare.png"), full_page=True)
+
+            # the same selectors see the GenAI view's entries where MLflow shows them
+            page.goto(url.replace("workflowType=machine_learning", "workflowType=genai"))
+            page.locator("nav").first.get_by_text("Judges", exact=True).wait_for(timeout=60000)
             browser.close()
         assert (shots / "mlflow-ui-runs.png").stat().st_size > 10_000
     finally:
@@ -90,7 +143,25 @@ def test_runs_and_compare_pages_show_trials(tracked_sweep, tmp_path):
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped" in out
     # the whole process group is gone: nothing listens on the port any more
-    import socket
-
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.timeout(300)
+def test_runs_and_compare_pages_show_trials(tracked_sweep, tmp_path):
+    uri, _, _ = tracked_sweep
+    check_ui(uri, "tracked", tmp_path)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not SCREENSHOTS, reason="set NEON_SEARCH_SCREENSHOTS=DIR to run the demo "
+                    "sweep and keep its screenshots")
+def test_demo_sweep_screenshots(tmp_path):
+    """The README's screenshots, from the demo sweep's own experiment (``make demo``)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "examples/sweeps/digits-mlp.yaml",
+                           "--fresh", "-q", "--workdir", str(tmp_path / "work"),
+                           "--tracking-uri", uri], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    check_ui(uri, "digits-mlp", Path(SCREENSHOTS).resolve())
