@@ -475,14 +475,17 @@ class Controller:
         return result
 
     def _interrupt(self) -> None:
-        for key, job in list(self.running.items()):
+        for key in list(self.running):
             self.executor.cancel(key)
-            trial = self.trials[job.trial_id]
-            trial.state = TrialState.KILLED
-            trial.error = "killed by Ctrl-C"
-            self._record(trial)
-            self.tracker.trial_finished(trial)
         self.running.clear()
+        # also a trial being dispatched when Ctrl-C came (marked running, its job not yet
+        # registered): the executor's shutdown ends its process
+        for trial in self.trials.values():
+            if trial.state == TrialState.RUNNING:
+                trial.state = TrialState.KILLED
+                trial.error = "killed by Ctrl-C"
+                self._record(trial)
+                self.tracker.trial_finished(trial)
 
     def _prune_leftovers(self) -> None:
         for trial in self.trials.values():
