@@ -313,10 +313,10 @@ class Progress:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from search.controller import Controller, SweepInterrupted, source_digest
+    from search.controller import Controller, SweepInterrupted
     from search.executors import build_executor
     from search.journal import Journal
-    from search.report import leaderboard, paired_table, summary_line, write_results
+    from search.report import summary_line, write_results
     from search.sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
@@ -339,7 +339,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"neon-search: {sweep.name}: {trials} points x {len(sweep.cells)} cells, "
               f"strategy {describe_spec(sweep.search.strategy)}, "
               f"{controller.scheduler.describe()}, {executor.describe()}; journal {workdir}")
-        for line in _notes(controller, args, recorded, source_digest(sweep)):
+        for line in _notes(controller, args, recorded):
             print(line)
         sys.stdout.flush()
     output = settings["output"]
@@ -357,36 +357,34 @@ def run_sweep(args: argparse.Namespace) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if args.quiet:
-        print(summary_line(result))
-        if output:
-            write_results(result, output)
-        return 0
     print(summary_line(result))
-    print()
-    print(leaderboard(result))
-    paired = paired_table(result)
-    if paired:
+    if not args.quiet:
         print()
-        print(paired)
-    failed = [t for t in result.trials if t.error and not t.state.ok]
-    if failed:
-        print()
-        print(f"{len(failed)} trials did not finish:")
-        for t in failed[:10]:
-            print(f"  {t.name}: {t.state.value}: {t.error}")
-    hint = getattr(tracker, "ui_hint", None)
-    if hint:
-        print()
-        print(hint())
+        print(details(result, tracker))
     if output:
         write_results(result, output)
-        print(f"\nwrote {output}")
+        if not args.quiet:
+            print(f"\nwrote {output}")
     return 0
 
 
-def _notes(controller: Any, args: argparse.Namespace, recorded: dict[str, Any] | None,
-           digest: str | None) -> list[str]:
+def details(result: Any, tracker: Any) -> str:
+    """What follows the summary line: leaderboard, paired table, failures, MLflow lines."""
+    from search.report import leaderboard, paired_table
+
+    parts = [leaderboard(result), paired_table(result)]
+    failed = [t for t in result.trials if t.error and not t.state.ok]
+    if failed:
+        parts.append(f"{len(failed)} trials did not finish:\n" + "\n".join(
+            f"  {t.name}: {t.state.value}: {t.error}" for t in failed[:10]))
+    hint = getattr(tracker, "ui_hint", None)
+    if hint:
+        parts.append(hint())
+    return "\n\n".join(p for p in parts if p)
+
+
+def _notes(controller: Any, args: argparse.Namespace,
+           recorded: dict[str, Any] | None) -> list[str]:
     """Lines under the header: what the budget leaves of a grid; on resume, the journal's
     settings in use, a raised budget, an edited sweep file."""
     notes = []
@@ -404,7 +402,7 @@ def _notes(controller: Any, args: argparse.Namespace, recorded: dict[str, Any] |
         if recorded.get("trials") and recorded["trials"] < s["trials"]:
             notes.append(f"--trials {s['trials']} raises the budget from "
                          f"{recorded['trials']} points")
-        if recorded.get("source") and recorded["source"] != digest:
+        if recorded.get("source") and recorded["source"] != s["source"]:
             notes.append(f"note: {args.sweep} or its model file changed since the journal was "
                          "written; the search is the same, so the journal's settings hold")
     return notes

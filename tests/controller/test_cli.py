@@ -108,15 +108,20 @@ def test_resume_refuses_other_stores_and_lower_budgets_and_records_changes(
         assert out == "" and err.splitlines() == [f"neon-search: error: sweep.yaml: {message}"]
     assert not (sweep_dir / "third.db").exists()
 
+    with open(sweep_dir / "sweep.yaml", "a") as fh:
+        fh.write("# a comment: the search is the same\n")
     more = cli(*base, "--resume", "--trials", "3", "--parallel", "1", cwd=sweep_dir)
     assert more.returncode == 0, more.stderr
     assert "--trials 3 raises the budget from 2 points" in more.stdout
+    assert "note: sweep.yaml or its model file changed since the journal was written" \
+        in more.stdout
     settings = Journal(sweep_dir / "w").settings()
     assert settings["trials"] == 3 and settings["parallel"] == 1
     assert settings["tracking"] == {"uri": uri, "experiment": "tiny"}
     changes = [e["changes"] for e in Journal(sweep_dir / "w").events()
                if e["event"] == "settings"]
-    assert changes == [{"trials": 3, "parallel": 1}]
+    assert [sorted(c) for c in changes] == [["parallel", "source", "trials"]]
+    assert changes[0]["trials"] == 3 and changes[0]["parallel"] == 1
     assert len(sweep_runs(uri, kind="sweep")) == 1 and len(sweep_runs(uri)) == 3
     assert not (sweep_dir / "mlflow.db").exists()
 
