@@ -20,6 +20,10 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _row(t: Trial, metric: str) -> dict[str, Any]:
     return {"trial": t.name, metric: t.value(metric), "epochs": t.epochs, "seconds": t.seconds,
             "params": ", ".join(f"{k}={_short(v)}" for k, v in t.point.items())}
@@ -34,7 +38,8 @@ def leaderboard(result: SweepResult, top: int = 5) -> str:
     parts = []
     if ranking:
         rows = [{"rank": rank, **_row(t, metric)} for rank, t in enumerate(ranking[:top], 1)]
-        parts.append(f"top {len(rows)} of {len(ranking)} completed trials (full budget) by "
+        top_of = f"top {len(rows)} of " if len(rows) < len(ranking) else ""
+        parts.append(f"{top_of}{_count(len(ranking), 'completed trial')} (full budget) by "
                      f"{metric} ({mode}), cell {result.sweep.objective_cell}:\n"
                      + format_table(rows, ["rank", "trial", metric, "epochs", "seconds",
                                            "params"]))
@@ -44,8 +49,8 @@ def leaderboard(result: SweepResult, top: int = 5) -> str:
         return "no trial finished with a value of " + metric
     if pruned:
         more = f"\n({len(pruned) - top} more)" if len(pruned) > top else ""
-        parts.append(f"pruned early (best at their rung): {len(pruned)} trials stopped by the "
-                     f"scheduler, by epochs reached, then {metric}:\n"
+        parts.append(f"pruned early (best at their rung): {_count(len(pruned), 'trial')} "
+                     f"stopped by the scheduler, by epochs reached, then {metric}:\n"
                      + format_table([_row(t, metric) for t in pruned[:top]],
                                     ["trial", "epochs", metric, "seconds", "params"]) + more)
     return "\n\n".join(parts)

@@ -146,7 +146,7 @@ def test_leaderboard_ranks_completed_by_objective_and_lists_pruned_apart(sweep_d
 
     text = leaderboard(result)
     completed, stopped = text.split("\n\n")
-    assert completed.splitlines()[0] == ("top 3 of 3 completed trials (full budget) by "
+    assert completed.splitlines()[0] == ("3 completed trials (full budget) by "
                                          "val_misclassification (min), cell fp32:")
     assert re.findall(r"trial-\d", completed) == ["trial-1", "trial-5", "trial-0"]
     assert stopped.splitlines()[0].startswith("pruned early (best at their rung): 3 trials")
@@ -156,6 +156,7 @@ def test_leaderboard_ranks_completed_by_objective_and_lists_pruned_apart(sweep_d
     assert [r["name"] for r in data["ranking"]] == ["trial-1-fp32", "trial-5-fp32",
                                                    "trial-0-fp32"]
     assert [r["rank"] for r in data["ranking"]] == [1, 2, 3]
+    assert leaderboard(result, top=2).startswith("top 2 of 3 completed trials (full budget)")
     assert [r["name"] for r in data["pruned"]] == ["trial-3-fp32", "trial-2-fp32",
                                                   "trial-4-fp32"]
     assert data["best"]["name"] == "trial-1-fp32" and data["best"]["value"] == 0.10
@@ -186,7 +187,7 @@ def test_terminal_header_bar_worker_output_and_leaderboard(sweep_dir):
 
     data = json.loads((sweep_dir / "r.json").read_text())
     text = "\n".join(lines)
-    head = "completed trials (full budget) by val_misclassification (min), cell fp32:"
+    head = " (full budget) by val_misclassification (min), cell fp32:"
     completed = text.split(head)[1].split("\n\n")[0]
     stopped = text.split("pruned early (best at their rung): ")[1].split("\n\n")[0]
     assert re.findall(r"trial-\d+-fp32", completed) == [r["name"] for r in data["ranking"]]

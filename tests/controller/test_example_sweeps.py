@@ -49,7 +49,7 @@ def test_demo_sweep_as_shipped(tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["trials"]) == 24 and data["best"]["value"] < 0.06
     assert data["best"]["name"] == data["ranking"][0]["name"]
-    assert "completed trials (full budget) by val_misclassification (min)" in proc.stdout
+    assert " (full budget) by val_misclassification (min), cell fp32:" in proc.stdout
     assert "pruned early (best at their rung)" in proc.stdout
     assert "neon-search ui --tracking-uri" in proc.stdout
     assert (tmp_path / "mlflow.db").exists()
