@@ -10,6 +10,7 @@ cell's value at every rung it reaches, and None when it fails.
 from __future__ import annotations
 
 import collections
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -22,13 +23,24 @@ from search.executors import Event, Executor, Job
 from search.journal import Journal
 from search.schedulers import Scheduler, build_scheduler
 from search.strategies import Strategy, build_strategy
+from search.strategies.grid import GridSearch
 from search.sweep import Sweep
 from search.tracking import Tracker
 from search.trial import Trial, TrialState
 
-__all__ = ["Controller", "SweepInterrupted", "SweepResult"]
+__all__ = ["Controller", "SweepInterrupted", "SweepResult", "source_digest"]
 
 STRATEGY_SAVE_SECONDS = 5.0
+
+
+def source_digest(sweep: Sweep) -> str | None:
+    """Hash of the sweep file's text and its model file's: a resume notes edits that the
+    fingerprint (the search itself) does not cover."""
+    digest = hashlib.sha256()
+    for path in (sweep.path, sweep.model_path):
+        if path is not None and Path(path).is_file():
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16] if sweep.path or sweep.model_path else None
 
 
 class SweepInterrupted(Exception):
@@ -48,8 +60,13 @@ class SweepResult:
     points: dict[int, dict[str, Any]]
     seconds: float
     workdir: Path
-    best: Trial | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Trial | None:
+        """The leaderboard's first: the best completed trial of the objective cell."""
+        ranking = self.ranking()
+        return ranking[0] if ranking else None
 
     def by_state(self, state: TrialState) -> list[Trial]:
         return [t for t in self.trials if t.state == state]
@@ -57,15 +74,27 @@ class SweepResult:
     def objective_trials(self) -> list[Trial]:
         return [t for t in self.trials if t.cell == self.sweep.objective_cell]
 
-    def ranked(self, completed_only: bool = True) -> list[Trial]:
-        """Objective-cell trials with a value, best first (completed ones if any)."""
+    def ranking(self) -> list[Trial]:
+        """Objective-cell trials that trained their full budget (completed), best objective
+        first: the leaderboard, whose first is ``best``."""
         metric = self.sweep.objective.metric
-        pool = [t for t in self.objective_trials() if t.value(metric) is not None
-                and t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
-        full = [t for t in pool if t.state == TrialState.COMPLETED]
-        pool = full if (completed_only and full) else pool
+        done = [t for t in self.objective_trials()
+                if t.state == TrialState.COMPLETED and t.value(metric) is not None]
         sign = 1.0 if self.sweep.objective.mode == "min" else -1.0
-        return sorted(pool, key=lambda t: (-t.epochs, sign * t.value(metric), t.number))
+        return sorted(done, key=lambda t: (sign * t.value(metric), t.number))
+
+    def pruned(self) -> list[Trial]:
+        """Objective-cell trials the scheduler stopped early, apart from the ranking (their
+        values are at fewer epochs): furthest rung first, then best value at it."""
+        metric = self.sweep.objective.metric
+        stopped = [t for t in self.objective_trials()
+                   if t.state == TrialState.PRUNED and t.value(metric) is not None]
+        sign = 1.0 if self.sweep.objective.mode == "min" else -1.0
+        return sorted(stopped, key=lambda t: (-t.epochs, sign * t.value(metric), t.number))
+
+    def ranked(self, completed_only: bool = True) -> list[Trial]:
+        """``ranking()``, followed by ``pruned()`` unless ``completed_only``."""
+        return self.ranking() + ([] if completed_only else self.pruned())
 
 
 @dataclass
@@ -89,15 +118,22 @@ class Controller:
         resume: bool = False,
         on_change: Callable[[Controller], None] | None = None,
         trials: int | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
+        """``trials`` is the points budget (default: a resumed sweep's, else the file's);
+        ``settings`` (JSON-able: the CLI's parallel, tracking store, output...) are recorded
+        in the journal's start record, and a resume records the ones that changed."""
         self.sweep = sweep
         self.workdir = Path(workdir)
         self.executor = executor
         self.tracker = tracker or Tracker()
         self.resume = resume
         self.on_change = on_change or (lambda c: None)
-        self.budget = int(trials or sweep.search.trials)
         self.journal = Journal(self.workdir)
+        self.recorded = self._recorded_settings()
+        self.budget = int(trials or (self.recorded or {}).get("trials") or sweep.search.trials)
+        self.settings = {**(settings or {}), "trials": self.budget,
+                         "fingerprint": sweep.fingerprint(), "source": source_digest(sweep)}
         self.strategy: Strategy = build_strategy(sweep.search.strategy, sweep.space,
                                                  seed=sweep.search.seed)
         self.scheduler: Scheduler = build_scheduler(sweep.search.scheduler, sweep.base_epochs)
@@ -134,27 +170,33 @@ class Controller:
         return [self._trial(number, c.name) for c in self.sweep.cells
                 if f"{number}-{c.name}" in self.trials]
 
-    def _open(self) -> None:
-        if self.journal.exists and not self.resume:
+    def _recorded_settings(self) -> dict[str, Any] | None:
+        """The journal's settings when resuming; refuses a journal that is not to be resumed
+        (no ``resume``) or belongs to a different search."""
+        if not self.journal.exists:
+            return None
+        if not self.resume:
             raise UserError(
                 f"a previous run of this sweep is in {self.workdir}: add --resume to continue "
                 "it or --fresh to start over", file=str(self.sweep.path or ""))
-        self.journal.open()
-        if self.resume and self.journal.seq:
-            self._restore()
-        else:
-            self.journal.append("start", sweep=self.sweep.name,
-                                fingerprint=self.sweep.fingerprint(), budget=self.budget)
-
-    # ----------------------------------------------------------------- resume
-    def _restore(self) -> None:
-        events = list(self.journal.events())
-        start = next((e for e in events if e["event"] == "start"), None)
-        if start and start.get("fingerprint") != self.sweep.fingerprint():
+        recorded = self.journal.settings()
+        if recorded and recorded.get("fingerprint") != self.sweep.fingerprint():
             raise UserError(
                 "the sweep's space, cells, strategy or scheduler changed since its journal "
                 f"was written ({self.journal.path}); use --fresh to start over",
                 file=str(self.sweep.path or ""))
+        return recorded
+
+    def _open(self) -> None:
+        self.journal.open()
+        if self.resume and self.journal.seq:
+            self._restore()
+        else:
+            self.journal.append("start", sweep=self.sweep.name, settings=self.settings)
+
+    # ----------------------------------------------------------------- resume
+    def _restore(self) -> None:
+        events = list(self.journal.events())
         asks: list[tuple[int, list[dict[str, Any]], int]] = []
         for e in events:
             if e["event"] == "ask":
@@ -193,6 +235,10 @@ class Controller:
                     trial.state == TrialState.QUEUED and trial.epochs < trial.target_epochs):
                 trial.state = TrialState.QUEUED
                 self.pending.append((trial.id, trial.target_epochs))
+        recorded = self.recorded or {}
+        changes = {k: v for k, v in self.settings.items() if recorded.get(k) != v}
+        if changes:
+            self.journal.append("settings", changes=changes)
         self.journal.append("resume", trials=len(self.trials), points=len(self.points))
 
     def _restore_scheduler(self) -> None:
@@ -440,14 +486,17 @@ class Controller:
         return result
 
     def _interrupt(self) -> None:
-        for key, job in list(self.running.items()):
+        for key in list(self.running):
             self.executor.cancel(key)
-            trial = self.trials[job.trial_id]
-            trial.state = TrialState.KILLED
-            trial.error = "killed by Ctrl-C"
-            self._record(trial)
-            self.tracker.trial_finished(trial)
         self.running.clear()
+        # also a trial being dispatched when Ctrl-C came (marked running, its job not yet
+        # registered): the executor's shutdown ends its process
+        for trial in self.trials.values():
+            if trial.state == TrialState.RUNNING:
+                trial.state = TrialState.KILLED
+                trial.error = "killed by Ctrl-C"
+                self._record(trial)
+                self.tracker.trial_finished(trial)
 
     def _prune_leftovers(self) -> None:
         for trial in self.trials.values():
@@ -460,13 +509,17 @@ class Controller:
 
     def result(self) -> SweepResult:
         trials = sorted(self.trials.values(), key=lambda t: (t.number, t.cell))
-        result = SweepResult(self.sweep, trials, dict(self.points),
-                             time.time() - self.started, self.workdir)
-        ranked = result.ranked()
-        result.best = ranked[0] if ranked else None
-        return result
+        return SweepResult(self.sweep, trials, dict(self.points), time.time() - self.started,
+                           self.workdir)
 
     # ----------------------------------------------------------------- progress
+    @property
+    def points_planned(self) -> int:
+        """The points this run will evaluate: the budget, or the grid's size if smaller."""
+        if isinstance(self.strategy, GridSearch):
+            return min(self.budget, self.strategy.size)
+        return self.budget
+
     def counts(self) -> dict[str, Any]:
         """Numbers for a progress display."""
         busy = {self.trials[j.trial_id].number for j in self.running.values()}
@@ -481,5 +534,5 @@ class Controller:
                 v = t.value(metric)
                 if v is not None and (best is None or self.sweep.objective.better(v, best)):
                     best = v
-        return {"done": done, "total": self.budget, "running": len(self.running),
+        return {"done": done, "total": self.points_planned, "running": len(self.running),
                 "failed": failed, "best": best}

@@ -1,8 +1,10 @@
 """Append-only journal of a sweep (JSON lines, fsynced), the basis of ``--resume``.
 
-Each line is one event: ``start`` (sweep fingerprint), ``ask`` (points proposed by the
-strategy in one call), ``tell`` (an objective value given to the strategy), ``trial`` (a
-full snapshot of a trial after any state change). Events are group-committed: the
+Each line is one event: ``start`` (the settings the sweep runs with: trials budget,
+parallel, tracking store, workdir, output, the sweep's fingerprint), ``settings`` (settings a
+resume changed), ``ask`` (points proposed by the strategy in one call), ``tell`` (an
+objective value given to the strategy), ``trial`` (a full snapshot of a trial after any
+state change). Every record is written by ``append``. Events are group-committed: the
 controller calls ``sync()`` (flush + fsync) before every wait for workers, so everything it
 has decided is on disk before anything else can happen. The strategy's own state is saved
 beside it from time to time (``strategy.json``, atomic replace, only after a sync) with the
@@ -85,6 +87,20 @@ class Journal:
                     yield json.loads(line)
                 except json.JSONDecodeError:
                     break
+
+    def settings(self) -> dict[str, Any] | None:
+        """The settings the sweep runs with: the ``start`` record's, updated by each later
+        ``settings`` record; None when there is no start record."""
+        found: dict[str, Any] | None = None
+        for e in self.events():
+            if e["event"] == "start":
+                found = dict(e.get("settings") or {})
+                for old in ("budget", "fingerprint"):  # a journal from before settings
+                    if old in e:
+                        found.setdefault("trials" if old == "budget" else old, e[old])
+            elif e["event"] == "settings" and found is not None:
+                found.update(e["changes"])
+        return found
 
     def save_strategy(self, state: dict[str, Any]) -> None:
         """Save the strategy's state as of the journal's current end (synced first, so the

@@ -9,7 +9,7 @@ from typing import Any
 
 from neon.cli import format_table
 from search.controller import SweepResult
-from search.trial import TrialState
+from search.trial import Trial, TrialState
 
 __all__ = ["leaderboard", "paired_table", "results_json", "summary_line", "write_results"]
 
@@ -20,21 +20,40 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _row(t: Trial, metric: str) -> dict[str, Any]:
+    return {"trial": t.name, metric: t.value(metric), "epochs": t.epochs, "seconds": t.seconds,
+            "params": ", ".join(f"{k}={_short(v)}" for k, v in t.point.items())}
+
+
 def leaderboard(result: SweepResult, top: int = 5) -> str:
-    """The best ``top`` points of the objective cell with their parameters."""
-    metric = result.sweep.objective.metric
-    ranked = result.ranked(completed_only=False)[:top]
-    if not ranked:
+    """The best ``top`` completed points of the objective cell with their parameters, then
+    the pruned ones apart (their values are at fewer epochs, so they are not ranked with the
+    completed)."""
+    metric, mode = result.sweep.objective.metric, result.sweep.objective.mode
+    ranking, pruned = result.ranking(), result.pruned()
+    parts = []
+    if ranking:
+        rows = [{"rank": rank, **_row(t, metric)} for rank, t in enumerate(ranking[:top], 1)]
+        top_of = f"top {len(rows)} of " if len(rows) < len(ranking) else ""
+        parts.append(f"{top_of}{_count(len(ranking), 'completed trial')} (full budget) by "
+                     f"{metric} ({mode}), cell {result.sweep.objective_cell}:\n"
+                     + format_table(rows, ["rank", "trial", metric, "epochs", "seconds",
+                                           "params"]))
+    elif pruned:
+        parts.append(f"no trial completed its full budget: none is ranked by {metric}")
+    else:
         return "no trial finished with a value of " + metric
-    rows = []
-    for rank, t in enumerate(ranked, start=1):
-        rows.append({"rank": rank, "trial": t.name, metric: t.value(metric), "epochs": t.epochs,
-                     "seconds": t.seconds,
-                     "params": ", ".join(f"{k}={_short(v)}" for k, v in t.point.items())})
-    cols = ["rank", "trial", metric, "epochs", "seconds", "params"]
-    head = f"top {len(ranked)} by {metric} ({result.sweep.objective.mode}), " \
-           f"cell {result.sweep.objective_cell}:"
-    return head + "\n" + format_table(rows, cols)
+    if pruned:
+        more = f"\n({len(pruned) - top} more)" if len(pruned) > top else ""
+        parts.append(f"pruned early (best at their rung): {_count(len(pruned), 'trial')} "
+                     f"stopped by the scheduler, by epochs reached, then {metric}:\n"
+                     + format_table([_row(t, metric) for t in pruned[:top]],
+                                    ["trial", "epochs", metric, "seconds", "params"]) + more)
+    return "\n\n".join(parts)
 
 
 def paired_table(result: SweepResult, limit: int = 10) -> str:
@@ -84,7 +103,8 @@ def summary_line(result: SweepResult) -> str:
 
 
 def results_json(result: SweepResult) -> dict[str, Any]:
-    """Every trial: id, point, cell, state, final metrics, epochs, seconds, error."""
+    """Every trial (id, point, cell, state, final metrics, epochs, seconds, error), the
+    leaderboard's ``ranking`` of the completed (``best`` is its first) and the ``pruned``."""
     def clean(v: Any) -> Any:
         return None if isinstance(v, float) and not math.isfinite(v) else v
 
@@ -97,14 +117,20 @@ def results_json(result: SweepResult) -> dict[str, Any]:
             "metrics": {k: clean(v) for k, v in t.metrics.items()},
             "history": t.history, "error": t.error, "attempts": t.attempts,
         })
+    metric = result.sweep.objective.metric
+
+    def entry(t: Trial) -> dict[str, Any]:
+        return {"id": t.id, "name": t.name, "value": clean(t.value(metric)), "epochs": t.epochs}
+
     best = result.best
     return {
         "sweep": result.sweep.name,
         "objective": {"metric": result.sweep.objective.metric,
                       "mode": result.sweep.objective.mode,
                       "cell": result.sweep.objective_cell},
-        "best": None if best is None else {"id": best.id, "point": best.point,
-                                           "value": best.value(result.sweep.objective.metric)},
+        "best": None if best is None else {**entry(best), "point": best.point},
+        "ranking": [{"rank": rank, **entry(t)} for rank, t in enumerate(result.ranking(), 1)],
+        "pruned": [entry(t) for t in result.pruned()],
         "seconds": result.seconds,
         "states": {s.value: len(result.by_state(s)) for s in TrialState},
         "trials": trials,

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, write_sweep
+from conftest import TEMPLATE, wait_for, write_sweep
 
+from search.cli import command
 from search.controller import Controller, SweepInterrupted
 from search.executors import build_executor
 from search.journal import Journal
@@ -152,15 +153,6 @@ def sweep_process(path, workdir, *extra):
          "--no-tracking", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(pred, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def completed(workdir):
     j = Journal(workdir)
     done = {e["trial"]["number"] for e in j.events()
@@ -250,7 +242,7 @@ def test_ctrl_c_marks_killed_exits_130_and_resumes(sweep_dir):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert "resume with: neon-search" in err and "--resume" in err
+    assert f"resume with: {command()} {path} --resume --workdir {workdir}" in err
     last = {}
     for e in Journal(workdir).events():
         if e["event"] == "trial":

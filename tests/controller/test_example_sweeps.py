@@ -48,6 +48,8 @@ def test_demo_sweep_as_shipped(tmp_path):
     assert seconds < 240, f"the demo took {seconds:.0f} s, more than the 4 minutes promised"
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["trials"]) == 24 and data["best"]["value"] < 0.06
-    assert "top 5 by val_misclassification" in proc.stdout
+    assert data["best"]["name"] == data["ranking"][0]["name"]
+    assert " (full budget) by val_misclassification (min), cell fp32:" in proc.stdout
+    assert "pruned early (best at their rung)" in proc.stdout
     assert "neon-search ui --tracking-uri" in proc.stdout
     assert (tmp_path / "mlflow.db").exists()
