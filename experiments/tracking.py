@@ -16,7 +16,6 @@ import os
 import queue
 import re
 import shlex
-import shutil
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 from neon.callbacks import Callback
 from neon.diagnostics import flatten_record
+from search.cli import command
 from search.tracking import Tracker
 
 __all__ = [
@@ -533,7 +533,7 @@ class SweepTracker(Tracker):
     def ui_hint(self) -> str:
         """Where to browse the sweep: its runs page, through ``neon-search ui`` for a store
         file, directly on a tracking server."""
-        cmd = _command("neon-search")
+        cmd = command("neon-search")
         uri, name = shlex.quote(self.uri), shlex.quote(self.experiment)
         page = runs_page(self.exp_id, view_key(self.parent.run_id) if self.parent else None)
         if self.uri.startswith(("http://", "https://")):
@@ -544,16 +544,6 @@ class SweepTracker(Tracker):
         return (f"MLflow: experiment '{self.experiment}' in {self.uri}\n"
                 f"  browse it: {browse}\n"
                 f"  compare:   {cmd} compare {name} --tracking-uri {uri}")
-
-
-def _command(name: str) -> str:
-    """``name`` as the user can type it: bare when on PATH, else the script of this
-    environment (``make demo`` runs from ``.venv`` without activating it)."""
-    script = Path(sys.executable).parent / name
-    if shutil.which(name) == str(script) or not script.exists():
-        return name
-    rel = os.path.relpath(script)
-    return str(script) if rel.startswith("..") else rel
 
 
 class SingleRunTracker:
@@ -590,5 +580,5 @@ class SingleRunTracker:
         self.logger.tags({"state": state, "failure_reason": reason})
         self.logger.finish(STATUS.get(state, "FINISHED"))
         print(f"MLflow run {self.logger.run_id} in {self.uri} "
-              f"({_command('neon-search')} ui --tracking-uri {self.uri})")
+              f"({command('neon-search')} ui --tracking-uri {self.uri})")
 

@@ -179,9 +179,9 @@ def test_results_json_artifact_matches_trials(tracked_sweep):
 
 
 def test_ui_hint_names_a_neon_search_command_that_runs_from_here():
-    from experiments.tracking import _command
+    from search.cli import command
 
-    cmd = _command("neon-search")
+    cmd = command("neon-search")
     out = subprocess.run([cmd, "ui", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "--tracking-uri" in out.stdout
