@@ -44,6 +44,7 @@ __all__ = [
     "experiment_id",
     "flatten_params",
     "resolve_uri",
+    "schema_cache",
     "store_path",
 ]
 
@@ -122,26 +123,28 @@ def client_for(uri: str | None, create: bool = True) -> Any:
     path = store_path(uri)
     if path is None:
         return _retrying(uri)
-    revision, head = _revision(path), _head_revision()
+    revision = _revision(path)
     if not create:
-        return _open_existing(uri, path, revision, head)
+        return _open_existing(uri, path, revision)
+    head = _head_revision()
     if revision == head:
         return _retrying(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _store_lock(path):
         revision = _revision(path)
-        if not revision:
-            _create_schema(path)
-        client = _retrying(uri)
+        if revision is None:
+            _create_store(path, head)
+        client = _retrying(uri)  # creates the tables in an empty file, upgrades an old store
     if revision and revision != head:  # an existing store at another schema: upgraded
         print(f"note: upgraded the MLflow store {path} from schema {revision} to {head}",
               file=sys.stderr)
     return client
 
 
-def _open_existing(uri: str, path: Path, revision: str | None, head: str) -> Any:
+def _open_existing(uri: str, path: Path, revision: str | None) -> Any:
     if revision is None:
         raise UserError(f"no MLflow store at {path}; run a sweep first or pass --tracking-uri")
+    head = _head_revision()
     lock = _lock_path(path)
     if revision != head and lock.exists():  # maybe another process is creating it right now
         with _store_lock(path):
@@ -191,15 +194,56 @@ def _revision(path: Path) -> str | None:
     return str(row[0]) if row else ""
 
 
-def _create_schema(path: Path) -> None:
-    """MLflow's tables in a new store, as ``MlflowClient`` would make them, but without an
-    fsync per statement (3x faster; an empty store has nothing to lose mid-way) and one
-    fsync at the end. Left to ``MlflowClient`` where MLflow lacks the function."""
+def _create_store(path: Path, head: str) -> None:
+    """A new store at ``path``, complete when it appears there (a link), so that no other
+    process ever opens half a schema: a copy of this MLflow's empty schema, which MLflow's
+    own migrations make once per user and schema revision and ``schema_cache()`` keeps.
+    Left to ``MlflowClient`` where MLflow lacks the functions used."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    cached = schema_cache() / f"mlflow-schema-{head}.db"
+    try:
+        if _valid_schema(cached, head):
+            shutil.copyfile(cached, tmp)
+        elif not _migrate(tmp):
+            return
+        else:
+            _keep(tmp, cached)
+        _fsync(tmp)
+        try:  # a link never replaces a store that a process without our lock just made
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links on this file system
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def schema_cache() -> Path:
+    """Where the empty MLflow schema is kept: ``$NEON_SEARCH_CACHE``, else
+    ``$XDG_CACHE_HOME/neon-search`` (``~/.cache/neon-search``)."""
+    root = os.environ.get("NEON_SEARCH_CACHE")
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "neon-search"
+
+
+def _valid_schema(path: Path, head: str) -> bool:
+    try:
+        return _revision(path) == head
+    except (UserError, OSError):
+        return False
+
+
+def _migrate(path: Path) -> bool:
+    """MLflow's tables in a new file by MLflow's migrations, without an fsync per statement
+    (3x faster; the file is not the store until renamed). False where MLflow lacks them."""
     try:
         import sqlalchemy
         from mlflow.store.db.utils import _initialize_tables
     except ImportError:
-        return
+        return False
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
     sqlalchemy.event.listen(engine, "connect",
                             lambda con, _: con.execute("PRAGMA synchronous=OFF"))
@@ -207,6 +251,23 @@ def _create_schema(path: Path) -> None:
         _initialize_tables(engine)
     finally:
         engine.dispose()
+    return True
+
+
+def _keep(schema: Path, cached: Path) -> None:
+    """Copy a fresh schema into the cache (atomically); a cache that cannot be written is
+    no error, the next store is migrated again."""
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(schema, tmp)
+        _fsync(tmp)
+        os.replace(tmp, cached)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
