@@ -250,11 +250,11 @@ def compare(df: pd.DataFrame, by: str = "numerics", metric: str = "val_misclassi
     "as good as the baseline" (0.005 = half a percentage point of a fraction such as
     misclassification).
     """
+    source = str(df.attrs.get("sweep_note", ""))
     if df.empty:
-        raise UserError("no trial runs to compare")
+        raise UserError(f"no trial runs to compare{f' ({source})' if source else ''}")
     if metric not in df.columns:
         raise UserError(_no_metric(df, metric))
-    source = str(df.attrs.get("sweep_note", ""))
     if by in ("numerics", "backend", "cell"):
         result = _paired(df, by if by in df.columns else "cell", metric, baseline, within)
     else:
@@ -328,7 +328,8 @@ def _paired(df: pd.DataFrame, by: str, metric: str, baseline: str | None,
         if len(keys) > 1 else pd.Index(sorted(frame[keys[0]].dropna().unique()), name=keys[0])
 
     def wide(column: str, rows: pd.DataFrame) -> pd.DataFrame:
-        out = rows.pivot_table(index=keys, columns=by, values=column, aggfunc="first") \
+        out = rows.pivot_table(index=keys, columns=by, values=column, aggfunc="first",
+                               observed=True) \
             if column in rows and not rows.empty else pd.DataFrame(index=points)
         return out.reindex(index=points, columns=cells)
 

@@ -131,10 +131,9 @@ def test_processes_racing_on_a_new_store(tmp_path):
 
 
 @pytest.mark.parametrize("imports", [
-    "import experiments",
-    "import experiments.comparison\nimport experiments",
-    "from experiments import compare, load\nimport experiments.cli, experiments.plots\n"
-    "import experiments.comparison, experiments.tracking\nimport experiments",
+    "import experiments",  # the README's order
+    "from experiments import compare, load\nimport experiments.comparison, experiments.cli\n"
+    "import experiments.plots, experiments.tracking\nimport experiments",
 ])
 def test_experiments_compare_is_the_function_in_every_import_order(tracked_sweep, tmp_path,
                                                                    imports):
