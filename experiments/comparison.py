@@ -26,7 +26,6 @@ __all__ = ["Comparison", "compare", "frame_from_runs", "load"]
 META = ("run_id", "run_name", "trial_id", "number", "cell", "state", "status", "sweep",
         "sweep_name")
 CELL_PARAMS = ("numerics", "backend", "seed")  # logged with every trial, not tuned
-SWEEP_CHOICES = "latest, all, a sweep name or a parent run id"
 
 
 def frame_from_runs(runs: list[Any]) -> pd.DataFrame:
@@ -163,8 +162,8 @@ def _others(sweeps: list[Any], chosen: Any | None) -> str:
     if chosen is None or len(sweeps) < 2:
         return ""
     n = len(sweeps) - 1
-    return (f"; the experiment holds {n} other sweep{'s' if n > 1 else ''} (choose with "
-            f"--sweep / sweep=: {SWEEP_CHOICES})")
+    return (f"; {n} other sweep{'s' if n > 1 else ''} in the experiment (--sweep / sweep=: "
+            "all, a name or a run id)")
 
 
 def _architecture_tags(sweeps: list[Any]) -> list[str]:

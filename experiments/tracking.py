@@ -10,6 +10,7 @@ record, never one per value.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,11 +135,9 @@ def client_for(uri: str | None, create: bool = True) -> Any:
         revision = _revision(path)
         if revision is None:
             _create_store(path, head)
-        client = _retrying(uri)  # creates the tables in an empty file, upgrades an old store
-    if revision and revision != head:  # an existing store at another schema: upgraded
-        print(f"note: upgraded the MLflow store {path} from schema {revision} to {head}",
-              file=sys.stderr)
-    return client
+        elif revision and revision != head:
+            _upgrade(uri, path, revision, head)
+        return _retrying(uri)  # an empty file gets MLflow's tables here
 
 
 def _open_existing(uri: str, path: Path, revision: str | None) -> Any:
@@ -161,14 +160,42 @@ def _open_existing(uri: str, path: Path, revision: str | None) -> Any:
     return _retrying(uri)
 
 
+def _upgrade(uri: str, path: Path, revision: str, head: str) -> None:
+    """``mlflow db upgrade`` of a store that an older MLflow wrote, said in one line."""
+    from mlflow.store.db.utils import _upgrade_db, create_sqlalchemy_engine
+
+    engine = create_sqlalchemy_engine(uri)
+    try:
+        _upgrade_db(engine)
+    except Exception as exc:
+        raise UserError(f"cannot upgrade the MLflow store {path} from schema {revision} to "
+                        f"{head}: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    print(f"note: upgraded the MLflow store {path} from schema {revision} to {head}",
+          file=sys.stderr)
+
+
 def _lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def _store_lock(path: Path) -> Any:
-    from filelock import FileLock
+@contextlib.contextmanager
+def _store_lock(path: Path) -> Iterator[None]:
+    """Held while a store is created or upgraded; other processes wait for it."""
+    from filelock import FileLock, Timeout
 
-    return FileLock(str(_lock_path(path)), timeout=STORE_LOCK_SECONDS)
+    lock = FileLock(str(_lock_path(path)), timeout=STORE_LOCK_SECONDS)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(f"waited {STORE_LOCK_SECONDS:g} s for another process creating or "
+                        f"upgrading the MLflow store {path} (it holds {lock.lock_file})"
+                        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _revision(path: Path) -> str | None:

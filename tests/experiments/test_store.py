@@ -43,23 +43,34 @@ def test_read_only_commands_on_a_missing_store_write_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_read_only_open_refuses_an_outdated_store_and_leaves_it(tracked_sweep, tmp_path):
-    from alembic.script import ScriptDirectory
+def test_an_older_store_is_refused_by_readers_and_upgraded_by_writers(tracked_sweep, tmp_path,
+                                                                     capsys):
+    from alembic import command
     from mlflow.store.db.utils import _get_alembic_config
 
-    uri, _, _ = tracked_sweep
+    uri, result, _ = tracked_sweep
     copy = tmp_path / "old.db"
     shutil.copy(store_path(uri), copy)
-    script = ScriptDirectory.from_config(_get_alembic_config(""))
-    older = script.get_revision(script.get_current_head()).down_revision
+    copy_uri = f"sqlite:///{copy}"
+    command.downgrade(_get_alembic_config(copy_uri), "-1")  # the schema of the MLflow before
     with sqlite3.connect(copy) as con:
-        con.execute("UPDATE alembic_version SET version_num = ?", (older,))
+        (older,) = con.execute("SELECT version_num FROM alembic_version").fetchone()
     con.close()
+    assert older != _head_revision()
     digest = hashlib.sha256(copy.read_bytes()).hexdigest()
     with pytest.raises(UserError, match=f"has schema {older}; .*mlflow db upgrade"):
-        client_for(f"sqlite:///{copy}", create=False)
+        client_for(copy_uri, create=False)
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == digest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.db"]
+
+    capsys.readouterr()
+    client = client_for(copy_uri)  # a writer (a sweep) upgrades it, and says so
+    assert capsys.readouterr().err == (f"note: upgraded the MLflow store {copy} from schema "
+                                       f"{older} to {_head_revision()}\n")
+    exp = client.get_experiment_by_name("tracked")
+    assert len(client.search_runs([exp.experiment_id], max_results=1000)) == \
+        len(result.trials) + 1
+    client_for(copy_uri, create=False)
 
 
 WORKER = textwrap.dedent("""\

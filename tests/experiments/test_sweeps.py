@@ -50,7 +50,7 @@ def test_compare_reads_the_latest_sweep_and_says_so(two_sweeps, capsys):
     assert (hashlib.sha256(db.read_bytes()).hexdigest(), sorted(db.parent.iterdir())) == before
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"sweep 'two' (run {latest[:8]}, started ")
-    assert "4 trial runs; the experiment holds 1 other sweep" in lines[0]
+    assert "4 trial runs; 1 other sweep in the experiment" in lines[0]
     assert "fp16: pairs: 2" in lines and "fp16: incomplete pairs: 0" in lines
     assert proc.stderr == ""
 
