@@ -5,7 +5,8 @@ An explicit ``MlflowClient(tracking_uri)``, never MLflow's global state. The def
 it; an ``http://`` URI points at an ``mlflow server`` (for clusters). Only the controller
 process writes, from one background thread, so logging never blocks the search loop and
 SQLite never sees two writers. Metrics go in batches (``log_batch``), one call per epoch
-record, never one per value.
+record, never one per value. ``client_for`` creates or upgrades a SQLite store under a file
+lock beside it (``mlflow.db.lock``); read-only callers (``compare``, ``ui``) never write.
 """
 
 from __future__ import annotations
