@@ -57,7 +57,7 @@ def ui_parser() -> argparse.ArgumentParser:
         description="Start the MLflow UI on 127.0.0.1 for a store; Ctrl-C stops it.")
     p.add_argument("--tracking-uri",
                    help="MLflow store (default: sqlite:///mlflow.db in this directory)")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
     p.add_argument("--experiment", help="experiment whose runs page to print")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for /health")
     return p
