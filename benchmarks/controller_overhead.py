@@ -126,13 +126,13 @@ def fill_store(uri: str, experiment: str, n: int) -> None:
 
 def time_load(n: int) -> dict[str, float]:
     """Seconds for ``experiments.load`` on a store holding ``n`` trial runs."""
-    from experiments.compare import load
+    from experiments.comparison import load
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
         fill_store(uri, "load-bench", n)
         start = time.perf_counter()
-        df = load("load-bench", tracking_uri=uri)
+        df = load("load-bench", tracking_uri=uri, quiet=True)
         seconds = time.perf_counter() - start
         assert len(df) == n, len(df)
     return {"trials": n, "seconds": seconds}

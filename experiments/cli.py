@@ -19,20 +19,33 @@ from neon.errors import UserError
 __all__ = ["main", "start_ui", "stop_ui"]
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default in its help, where it has a value."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def compare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="neon-search compare",
-        description="Compare the trials of an experiment: paired fp16-vs-fp32 (or any "
-        "compare cell) table with a 95%% interval and a Wilcoxon test, or a per-option "
-        "table of a parameter such as the architecture.")
+        prog="neon-search compare", formatter_class=_Help,
+        description="Compare the trials of one sweep of an experiment: paired fp16-vs-fp32 "
+        "(or any compare cell) table with a 95% interval and a Wilcoxon test, or a "
+        "per-option table of a parameter such as the architecture.")
     p.add_argument("experiment", help="MLflow experiment name (the sweep's tracking.experiment)")
-    p.add_argument("--tracking-uri", help="MLflow store (default sqlite:///mlflow.db)")
+    p.add_argument("--sweep", default="latest",
+                   help="the sweep to read: latest, all (pairs stay within a sweep), a sweep "
+                   "name (its latest run) or a parent run id")
+    p.add_argument("--tracking-uri",
+                   help="MLflow store (default: sqlite:///mlflow.db in this directory)")
     p.add_argument("--by", default="numerics",
                    help="numerics | backend | cell | architecture | a parameter name")
     p.add_argument("--metric", default="val_misclassification", help="metric to compare")
-    p.add_argument("--baseline", help="the cell others are compared with (default fp32)")
+    p.add_argument("--baseline", help="the cell others are compared with (default: fp32)")
     p.add_argument("--within", type=float, default=0.005,
-                   help="tolerance for 'as good as the baseline' (default 0.005)")
+                   help="tolerance for 'as good as the baseline'")
     p.add_argument("--csv", help="also write the table as CSV")
     p.add_argument("--plots", metavar="DIR", help="write the sweep's figures as PNG files")
     return p
@@ -40,19 +53,20 @@ def compare_parser() -> argparse.ArgumentParser:
 
 def ui_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="neon-search ui",
+        prog="neon-search ui", formatter_class=_Help,
         description="Start the MLflow UI on 127.0.0.1 for a store; Ctrl-C stops it.")
-    p.add_argument("--tracking-uri", help="MLflow store (default sqlite:///mlflow.db)")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--tracking-uri",
+                   help="MLflow store (default: sqlite:///mlflow.db in this directory)")
+    p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
     p.add_argument("--experiment", help="experiment whose runs page to print")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for /health")
     return p
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from experiments.compare import compare, load, trained_rows
+    from experiments.comparison import compare, load, trained_rows
 
-    df = load(args.experiment, tracking_uri=args.tracking_uri)
+    df = load(args.experiment, tracking_uri=args.tracking_uri, sweep=args.sweep, quiet=True)
     result = compare(df, by=args.by, metric=args.metric, baseline=args.baseline,
                      within=args.within)
     print(result)
@@ -63,13 +77,15 @@ def run_compare(args: argparse.Namespace) -> int:
         from experiments.plots import frame_figures, save_figures
         from experiments.tracking import client_for
 
-        client = client_for(args.tracking_uri)
+        client = client_for(args.tracking_uri, create=False)
         histories = {}
+        several = df["sweep"].nunique() > 1
         ranked = trained_rows(df).sort_values(args.metric)
         for _, row in ranked.head(5).iterrows():
             hist = client.get_metric_history(row["run_id"], args.metric)
             hist = sorted(hist, key=lambda m: m.step)
-            histories[row["run_name"]] = ([m.step for m in hist], [m.value for m in hist])
+            label = f"{row['run_name']} ({str(row['sweep'])[:8]})" if several else row["run_name"]
+            histories[label] = ([m.step for m in hist], [m.value for m in hist])
         cell_col = "cell" if args.by not in df.columns or args.by == "architecture" else args.by
         paths = save_figures(frame_figures(df, args.metric, histories, by=cell_col),
                              args.plots)
@@ -138,7 +154,7 @@ def _experiment_url(uri: str, port: int, name: str | None) -> str:
     view, on the saved view of its latest sweep when it has one."""
     from experiments.tracking import client_for, latest_view, runs_page
 
-    client = client_for(uri)
+    client = client_for(uri, create=False)
     base = f"http://127.0.0.1:{port}"
     if name:
         exp = client.get_experiment_by_name(name)
@@ -154,9 +170,10 @@ def _experiment_url(uri: str, port: int, name: str | None) -> str:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from experiments.tracking import resolve_uri
+    from experiments.tracking import client_for, resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
+    client_for(uri, create=False)  # a missing store: one line and exit 2, nothing written
     proc = start_ui(uri, args.port, args.timeout)
     print(f"MLflow UI for {uri}: {_experiment_url(uri, args.port, args.experiment)}", flush=True)
     print("Ctrl-C stops it.", flush=True)

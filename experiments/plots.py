@@ -170,7 +170,7 @@ def sweep_figures(result: Any, top: int = 5) -> dict[str, plt.Figure]:
 def frame_figures(df: pd.DataFrame, metric: str, histories: dict[str, tuple[list, list]],
                   by: str = "cell", mode: str = "min") -> dict[str, plt.Figure]:
     """The same figures from ``experiments.load`` output (``compare --plots``)."""
-    from experiments.compare import META, trained_rows
+    from experiments.comparison import META, pair_keys, trained_rows
 
     figs: dict[str, plt.Figure] = {}
     ok = trained_rows(df)
@@ -185,7 +185,7 @@ def frame_figures(df: pd.DataFrame, metric: str, histories: dict[str, tuple[list
     figs["learning_curves"] = learning_curves(histories, metric)
     if len(cells) > 1:
         other = next(c for c in cells if c != base)
-        pivot = ok.pivot_table(index="number", columns=by, values=metric, aggfunc="last")
+        pivot = ok.pivot_table(index=pair_keys(ok), columns=by, values=metric, aggfunc="first")
         pivot = pivot.dropna(subset=[base, other])
         if not pivot.empty:
             figs["paired_scatter"] = paired_scatter(pivot[base], pivot[other], str(base),

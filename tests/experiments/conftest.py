@@ -76,3 +76,34 @@ def tracked_sweep(tmp_path_factory):
     result = Controller(sweep, folder / "work", build_executor(sweep.executor, 2),
                         tracker).run()
     return uri, result, path
+
+
+@pytest.fixture(scope="session")
+def two_sweeps(tmp_path_factory):
+    """Two tiny sweeps (2 points x fp32/fp16, 1 epoch, seeds 0 then 7) logged to one
+    experiment, the first through the CLI: (store uri, [parent run ids oldest first], the
+    first sweep's CompletedProcess)."""
+    import subprocess
+
+    from experiments.tracking import KIND_TAG, SweepTracker, client_for
+    from search.controller import Controller
+    from search.executors import build_executor
+    from search.sweep import load_sweep
+
+    folder = tmp_path_factory.mktemp("two")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    path = write_tracked_sweep(folder, uri, trials=2, experiment="two", scheduler="fifo")
+    model = folder / "model.yaml"
+    model.write_text(model.read_text().replace("epochs: 3", "epochs: 1"))
+    proc = subprocess.run([sys.executable, "-m", "search.cli", str(path), "--workdir",
+                           str(folder / "w0")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    path.write_text(path.read_text().replace("seed: 0", "seed: 7"))
+    sweep = load_sweep(str(path))
+    Controller(sweep, folder / "w7", build_executor(sweep.executor, 2),
+               SweepTracker.from_sweep(sweep)).run()
+    client = client_for(uri, create=False)
+    exp = client.get_experiment_by_name("two")
+    parents = client.search_runs([exp.experiment_id], f"tags.`{KIND_TAG}` = 'sweep'",
+                                 order_by=["attributes.start_time ASC"])
+    return uri, [p.info.run_id for p in parents], proc

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments.compare import compare
+from experiments.comparison import compare
 from neon.errors import UserError
 
 
@@ -33,12 +33,18 @@ def known_table() -> pd.DataFrame:
 def test_paired_numerics_against_hand_computation():
     result = compare(known_table(), by="numerics")
     t = result.table
-    assert list(t.index) == [0, 1, 2, 3, 4]  # the failed trial is left out
+    # point 9 (fp16 failed, no fp32 trial) is shown as incomplete, left out of the statistics
+    assert list(t.index) == [0, 1, 2, 3, 4, 9]
+    assert t.loc[9, ["fp32", "fp16", "delta fp16"]].isna().all()
+    assert t.loc[9, "incomplete"] == "fp32 missing, fp16 failed"
+    assert (t.loc[[0, 1, 2, 3, 4], "incomplete"] == "").all()
+    t = t.loc[[0, 1, 2, 3, 4]]
     delta = [0.01, 0.0, 0.02, -0.01, 0.03]
     assert t["delta fp16"].tolist() == pytest.approx(delta)
     assert t["time fp16/fp32"].tolist() == pytest.approx([1.5] * 5)
     assert t["overflow fp16"].tolist() == pytest.approx([0, 0.01, 0.02, 0.03, 0.04])
     s = result.summary
+    assert s["fp16: pairs"] == 5 and s["fp16: incomplete pairs"] == 1
     mean = sum(delta) / 5
     sd = math.sqrt(sum((d - mean) ** 2 for d in delta) / 4)
     half = stats.t.ppf(0.975, 4) * sd / math.sqrt(5)
