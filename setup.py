@@ -37,14 +37,15 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40",
-                 "hypothesis>=6.100", "mkdocs>=1.6", "mkdocs-material>=9.5"],
+                 "hypothesis>=6.100", "import-linter>=2.0", "mkdocs>=1.6",
+                 "mkdocs-material>=9.5"],
         "gpu": ["cupy-cuda12x>=13"],
         "bench": ["torch==2.13.0"],
     },
     entry_points={
         "console_scripts": [
-            "neon=neon.cli:main",
-            "neon-search=search.cli:main",
+            "neon=experiments.neon_cli:main",
+            "neon-search=experiments.cli:main",
             "neon-macrobatch=neon.datasets.macrobatch:main",
         ]
     },

@@ -101,7 +101,7 @@ def fill_store(uri: str, experiment: str, n: int) -> None:
     """``n`` synthetic trial runs (params, 20 metrics), for timing ``experiments.load``."""
     from mlflow.entities import Metric, Param, RunTag
 
-    from experiments.tracking import KIND_TAG, client_for, experiment_id, resolve_uri
+    from experiments.store import KIND_TAG, client_for, experiment_id, resolve_uri
 
     client = client_for(uri)
     exp_id = experiment_id(client, experiment, resolve_uri(uri))

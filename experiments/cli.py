@@ -1,4 +1,9 @@
-"""``neon-search compare`` and ``neon-search ui``."""
+"""The installed ``neon-search`` command: sweeps with MLflow records, ``compare`` and ``ui``.
+
+    neon-search SWEEP.yaml [...]          (the sweep command: ``search.cli``)
+    neon-search compare EXPERIMENT [...]
+    neon-search ui [...]
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,12 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from neon.errors import UserError
+from neon.errors import UserError, cli_guard
+from search.cli import run_sweep, sweep_parser
 
-__all__ = ["main", "start_ui", "stop_ui"]
+__all__ = ["SUBCOMMANDS", "main", "start_ui", "stop_ui", "sweep_tracker"]
+
+SUBCOMMANDS = ("compare", "ui")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -75,7 +83,7 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.csv}")
     if args.plots:
         from experiments.plots import frame_figures, save_figures
-        from experiments.tracking import client_for
+        from experiments.store import client_for
 
         client = client_for(args.tracking_uri, create=False)
         histories = {}
@@ -106,7 +114,7 @@ def _port_free(port: int) -> bool:
 def start_ui(uri: str, port: int, timeout: float = 90.0) -> subprocess.Popen:
     """``mlflow server`` on 127.0.0.1, lean (one worker, no job runner), in its own process
     group; returns once ``/health`` answers."""
-    from experiments.tracking import artifact_root, client_for
+    from experiments.store import artifact_root, client_for
 
     if not _port_free(port):
         raise UserError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
@@ -152,7 +160,8 @@ def stop_ui(proc: subprocess.Popen) -> None:
 def _experiment_url(uri: str, port: int, name: str | None) -> str:
     """The runs page of experiment ``name`` (default: the newest), in MLflow's model-training
     view, on the saved view of its latest sweep when it has one."""
-    from experiments.tracking import client_for, latest_view, runs_page
+    from experiments.store import client_for
+    from experiments.views import latest_view, runs_page
 
     client = client_for(uri, create=False)
     base = f"http://127.0.0.1:{port}"
@@ -170,7 +179,7 @@ def _experiment_url(uri: str, port: int, name: str | None) -> str:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from experiments.tracking import client_for, resolve_uri
+    from experiments.store import client_for, resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
     client_for(uri, create=False)  # a missing store: one line and exit 2, nothing written
@@ -193,11 +202,36 @@ def run_ui(args: argparse.Namespace) -> int:
         return 0
 
 
-def main(argv: Sequence[str]) -> int:
+def sweep_tracker(sweep: Any, uri: str | None, experiment: str | None) -> Any:
+    """The MLflow tracker of a sweep (``search.cli.TrackerFactory``)."""
+    from experiments.tracking import SweepTracker
+
+    tracker = SweepTracker.from_sweep(sweep, uri)
+    if experiment:
+        tracker.experiment = experiment
+    return tracker
+
+
+def _subcommand(argv: Sequence[str]) -> int:
     command, rest = argv[0], list(argv[1:])
     if command == "compare":
         return run_compare(compare_parser().parse_args(rest))
-    if command == "ui":
-        return run_ui(ui_parser().parse_args(rest))
-    raise UserError(f"unknown command {command!r}")
+    return run_ui(ui_parser().parse_args(rest))
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``neon-search``: a sweep file, or one of ``SUBCOMMANDS``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `neon-search ... | head` ends quietly
+
+    def body() -> int:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _subcommand(argv)
+        return run_sweep(sweep_parser().parse_args(argv), sweep_tracker)
+
+    return cli_guard("neon-search", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

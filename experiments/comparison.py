@@ -80,7 +80,7 @@ def load(experiment: str, tracking_uri: str | None = None, sweep: str = "latest"
     the experiment holds, goes to ``df.attrs["sweep_note"]`` and, unless ``quiet``, to
     stderr. A missing store is a ``UserError``; nothing is written.
     """
-    from experiments.tracking import KIND_TAG, client_for
+    from experiments.store import KIND_TAG, client_for
 
     client = client_for(tracking_uri, create=False)
     exp = client.get_experiment_by_name(experiment)
@@ -190,7 +190,7 @@ class Comparison:
     source: str = ""
 
     def __str__(self) -> str:
-        from neon.cli import format_table
+        from neon.text import format_table
 
         flat = self.table.reset_index()
         rows = [{str(k): ("-" if _missing(v) else v) for k, v in r.items()}

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from neon.backends.numerics import FORMATS
 from neon.callbacks import Callback
 from neon.errors import TrainingDiverged, cli_guard
+from neon.text import format_table, format_value
 
-__all__ = ["format_table", "main"]
+__all__ = ["RunRecorder", "build_parser", "main", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,39 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure per-layer time and numeric ranges (overflow/underflow)")
     p.add_argument("-o", "--output", metavar="RESULT.json",
                    help="write final metrics, per-epoch history and timing as JSON")
-    p.add_argument("--mlflow", action="store_true",
-                   help="log the run to MLflow (store from --tracking-uri)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default sqlite:///mlflow.db)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final line")
     return p
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return f"{value:.4g}" if abs(value) >= 1e4 or (value and abs(value) < 1e-3) else \
-            f"{value:.4f}"
-    return str(value)
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """Right-aligned text table of ``rows`` restricted to ``columns``."""
-    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
-              for i, c in enumerate(columns)]
-    # numbers right-aligned, text (names, parameter lists) left-aligned
-    text = [any(isinstance(r.get(c), str) and r.get(c) not in ("", "-") for r in rows)
-            for c in columns]
-
-    def align(value: str, width: int, left: bool) -> str:
-        return value.ljust(width) if left else value.rjust(width)
-
-    lines = ["  ".join(align(c, w, t) for c, w, t in zip(columns, widths, text)).rstrip()]
-    lines += ["  ".join(align(v, w, t) for v, w, t in zip(row, widths, text)).rstrip()
-              for row in cells]
-    return "\n".join(lines)
 
 
 class EpochPrinter(Callback):
@@ -83,7 +52,7 @@ class EpochPrinter(Callback):
         print("  ".join(c.rjust(w) for c, w in zip(self.columns, self.widths)), flush=True)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
-        print("  ".join(_fmt(metrics.get(c, "")).rjust(w)
+        print("  ".join(format_value(metrics.get(c, "")).rjust(w)
                         for c, w in zip(self.columns, self.widths)), flush=True)
 
 
@@ -112,7 +81,22 @@ def _diagnostics_report(record: dict[str, Any]) -> str:
     return "\n\n".join(out)
 
 
-def run(args: argparse.Namespace) -> int:
+class RunRecorder(Protocol):
+    """Where a run is recorded besides the terminal (the MLflow one lives in the top layer)."""
+
+    def callback(self) -> Callback:
+        """The callback that records each epoch."""
+
+    def finish(self, state: str, reason: str | None) -> None:
+        """The run ended: ``completed`` or ``failed`` with its reason."""
+
+
+Recorder = Callable[[Any, argparse.Namespace], RunRecorder | None]
+
+
+def run(args: argparse.Namespace, recorder: Recorder | None = None) -> int:
+    """Train the model of ``args.model``; ``recorder(experiment, args)`` may return a
+    ``RunRecorder`` for the run."""
     from neon.config import apply_overrides, build_experiment, load_config
 
     cfg = load_config(args.model)
@@ -133,11 +117,8 @@ def run(args: argparse.Namespace) -> int:
               f"params={exp.model.nparams:,}", flush=True)
     columns = ["epoch", "train_loss", *[f"val_{m.name}" for m in exp.metrics], "seconds"]
     callbacks: list[Callback] = [] if args.quiet else [EpochPrinter(columns)]
-    tracker = None
-    if args.mlflow:
-        from experiments.tracking import SingleRunTracker
-
-        tracker = SingleRunTracker.for_experiment(exp, args.model, args.tracking_uri)
+    tracker = recorder(exp, args) if recorder is not None else None
+    if tracker is not None:
         callbacks.append(tracker.callback())
     start = time.perf_counter()
     try:
@@ -154,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         exp.model.save(args.save, exp.optimizer)
     if tracker is not None:
         tracker.finish("completed", None)
-    print("final: " + " ".join(f"{k}={_fmt(v)}" for k, v in final.items())
+    print("final: " + " ".join(f"{k}={format_value(v)}" for k, v in final.items())
           + f" ({total:.1f} s)" + (f"; saved {args.save}" if args.save else ""))
     if args.diagnostics and not args.quiet:
         print()
@@ -178,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``neon MODEL.yaml`` without experiment tracking (the installed ``neon`` command adds
+    ``--mlflow``: ``experiments.neon_cli``)."""
     args = build_parser().parse_args(argv)
     return cli_guard("neon", lambda: run(args))
 

@@ -1,9 +1,12 @@
-"""``neon-search``: run a sweep, compare its runs, open the MLflow UI.
+"""The sweep command of ``neon-search``: its parser, the settings a run uses, the progress
+bar and the report.
 
     neon-search SWEEP.yaml [--resume | --fresh] [--dry-run] [--parallel N] [--trials N]
                 [--workdir DIR] [-o RESULTS.json] [--tracking-uri URI | --no-tracking] [-q]
-    neon-search compare EXPERIMENT [--by numerics|PARAM] [--metric M] [--csv F] [--plots DIR]
-    neon-search ui [--tracking-uri URI] [--port 5000]
+
+The installed ``neon-search`` (``experiments.cli.main``) runs ``run_sweep`` with the MLflow
+tracker and adds the ``compare`` and ``ui`` commands; this layer knows trackers only through
+``search.tracking.Tracker``.
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from neon.errors import UserError, cli_guard
+from neon.errors import UserError
+from search.tracking import Tracker
 
-__all__ = ["command", "main"]
+TrackerFactory = Callable[[Any, str | None, str | None], Tracker]
+"""``factory(sweep, uri, experiment)``: the tracker logging to ``uri`` and ``experiment``
+(None: the sweep file's)."""
 
-SUBCOMMANDS = ("compare", "ui")
+__all__ = ["TrackerFactory", "command", "run_sweep", "sweep_parser"]
 
 
 def sweep_parser() -> argparse.ArgumentParser:
@@ -98,22 +104,13 @@ def default_workdir(sweep: Any) -> Path:
     return Path.cwd() / f"{sweep.name}.neon-search"
 
 
-def make_tracker(sweep: Any, uri: str | None = None, experiment: str | None = None,
-                 enabled: bool = True) -> Any:
-    """The MLflow tracker for ``uri`` and ``experiment`` (defaults: the sweep file's), or a
-    no-op one when not ``enabled`` or MLflow is not installed."""
-    from search.tracking import Tracker
-
-    if not enabled:
+def make_tracker(sweep: Any, factory: TrackerFactory | None, uri: str | None = None,
+                 experiment: str | None = None, enabled: bool = True) -> Tracker:
+    """The tracker for ``uri`` and ``experiment`` (defaults: the sweep file's), or a no-op
+    one when not ``enabled`` or without a factory."""
+    if not enabled or factory is None:
         return Tracker()
-    try:
-        from experiments.tracking import SweepTracker
-    except ImportError:
-        return Tracker()
-    tracker = SweepTracker.from_sweep(sweep, uri)
-    if experiment:
-        tracker.experiment = experiment
-    return tracker
+    return factory(sweep, uri, experiment)
 
 
 def _store(tracker: Any) -> dict[str, str] | None:
@@ -123,12 +120,13 @@ def _store(tracker: Any) -> dict[str, str] | None:
 
 
 def settle(sweep: Any, args: argparse.Namespace, workdir: Path,
-           recorded: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
+           recorded: dict[str, Any] | None,
+           factory: TrackerFactory | None = None) -> tuple[dict[str, Any], Any]:
     """The settings this run uses and its tracker. A new sweep: the flags, else the sweep
     file's. A resumed one (``recorded``: its journal's settings): those, where a flag may
     change only what can change (--trials raises the budget, --parallel, -o); a flag that
     differs otherwise is refused."""
-    wanted = make_tracker(sweep, args.tracking_uri, enabled=not args.no_tracking
+    wanted = make_tracker(sweep, factory, args.tracking_uri, enabled=not args.no_tracking
                           and sweep.tracking.get("enabled") is not False)
     settings: dict[str, Any] = {
         "trials": args.trials or sweep.search.trials,
@@ -155,8 +153,8 @@ def settle(sweep: Any, args: argparse.Namespace, workdir: Path,
             raise UserError(f"this sweep logs to {store['uri']} (from its journal); resume "
                             f"without --tracking-uri {fresh}", file=args.sweep)
         settings["tracking"] = store
-        tracker = make_tracker(sweep, store["uri"], store["experiment"]) if store \
-            else make_tracker(sweep, enabled=False)
+        tracker = make_tracker(sweep, factory, store["uri"], store["experiment"]) if store \
+            else make_tracker(sweep, factory, enabled=False)
     if "trials" in recorded:
         if args.trials is None:
             settings["trials"] = recorded["trials"]
@@ -312,7 +310,8 @@ class Progress:
         self.bar = None
 
 
-def run_sweep(args: argparse.Namespace) -> int:
+def run_sweep(args: argparse.Namespace, tracker_factory: TrackerFactory | None = None) -> int:
+    """Run (or dry-run, or resume) the sweep of ``args``; the exit code."""
     from search.controller import Controller, SweepInterrupted
     from search.executors import build_executor
     from search.journal import Journal
@@ -329,7 +328,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.fresh and workdir.exists():
         shutil.rmtree(workdir)
     recorded = Journal(workdir).settings() if args.resume else None
-    settings, tracker = settle(sweep, args, workdir, recorded)
+    settings, tracker = settle(sweep, args, workdir, recorded, tracker_factory)
     sweep.search.parallel = settings["parallel"]
     executor = build_executor(sweep.executor, sweep.search.parallel)
     controller = Controller(sweep, workdir, executor, tracker, resume=args.resume,
@@ -410,20 +409,3 @@ def _notes(controller: Any, args: argparse.Namespace,
 
 def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `neon-search ... | head` ends quietly
-    def body() -> int:
-        if argv and argv[0] in SUBCOMMANDS:
-            from experiments import cli as experiments_cli
-
-            return experiments_cli.main(argv)
-        return run_sweep(sweep_parser().parse_args(argv))
-
-    return cli_guard("neon-search", body)
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ import math
 import os
 from typing import Any
 
-from neon.cli import format_table
+from neon.text import format_table
 from search.controller import SweepResult
 from search.trial import Trial, TrialState
 

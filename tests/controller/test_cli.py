@@ -13,14 +13,14 @@ import sys
 
 from conftest import run_in_pty, screen, wait_for, write_sweep
 
-from search.cli import main
+from experiments.cli import main
 from search.controller import SweepResult
 from search.journal import Journal
 from search.report import leaderboard, results_json
 from search.sweep import load_sweep
 from search.trial import Trial, TrialState
 
-CLI = [sys.executable, "-m", "search.cli"]
+CLI = [sys.executable, "-m", "experiments.cli"]
 SUMMARY = re.compile(r"^\d+ points, \d+ trials \(.*\) in [\d.]+ s$")
 
 
@@ -36,7 +36,7 @@ def last_states(workdir):
 
 
 def sweep_runs(uri, experiment="tiny", kind="trial"):
-    from experiments.tracking import KIND_TAG, client_for
+    from experiments.store import KIND_TAG, client_for
 
     client = client_for(uri)
     exp = client.get_experiment_by_name(experiment)

@@ -149,7 +149,7 @@ def test_journal_records_every_change_and_resume_without_rerun(sweep_dir):
 
 def sweep_process(path, workdir, *extra):
     return subprocess.Popen(
-        [sys.executable, "-m", "search.cli", str(path), "--workdir", str(workdir), "-q",
+        [sys.executable, "-m", "experiments.cli", str(path), "--workdir", str(workdir), "-q",
          "--no-tracking", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -194,7 +194,7 @@ def test_kill_9_then_resume_counts_trials_without_duplicates(sweep_dir):
     proc.wait()
     before = completed(workdir)
     out = sweep_dir / "r.json"
-    res = subprocess.run([sys.executable, "-m", "search.cli", str(path), "--workdir",
+    res = subprocess.run([sys.executable, "-m", "experiments.cli", str(path), "--workdir",
                           str(workdir), "--resume", "-q", "--no-tracking", "-o", str(out)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

@@ -18,7 +18,7 @@ SWEEPS = sorted(p for p in (ROOT / "examples" / "sweeps").glob("*.yaml")
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
 def test_example_sweep_dry_runs(path):
-    proc = subprocess.run([sys.executable, "-m", "search.cli", str(path), "--dry-run"],
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", str(path), "--dry-run"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "trial-0-" in proc.stdout and "expanded model of trial-0" in proc.stdout
@@ -40,7 +40,7 @@ def test_demo_sweep_as_shipped(tmp_path):
     for name in ("digits-mlp.yaml", "digits-mlp-template.yaml"):
         shutil.copy(ROOT / "examples" / "sweeps" / name, tmp_path / name)
     start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "digits-mlp.yaml", "-o",
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "digits-mlp.yaml", "-o",
                            "r.json"], capture_output=True, text=True, timeout=600,
                           cwd=tmp_path)
     seconds = time.time() - start

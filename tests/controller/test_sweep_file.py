@@ -14,7 +14,7 @@ from search.sweep import load_sweep
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], capture_output=True,
                           text=True, timeout=120, cwd=cwd)
 
 

@@ -85,7 +85,8 @@ def two_sweeps(tmp_path_factory):
     first sweep's CompletedProcess)."""
     import subprocess
 
-    from experiments.tracking import KIND_TAG, SweepTracker, client_for
+    from experiments.store import KIND_TAG, client_for
+    from experiments.tracking import SweepTracker
     from search.controller import Controller
     from search.executors import build_executor
     from search.sweep import load_sweep
@@ -95,7 +96,7 @@ def two_sweeps(tmp_path_factory):
     path = write_tracked_sweep(folder, uri, trials=2, experiment="two", scheduler="fifo")
     model = folder / "model.yaml"
     model.write_text(model.read_text().replace("epochs: 3", "epochs: 1"))
-    proc = subprocess.run([sys.executable, "-m", "search.cli", str(path), "--workdir",
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", str(path), "--workdir",
                            str(folder / "w0")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     path.write_text(path.read_text().replace("seed: 0", "seed: 7"))

@@ -79,7 +79,7 @@ def test_load_and_cli_on_the_tracked_sweep(tracked_sweep, tmp_path):
     assert {"optimizer.learning_rate", "val_misclassification", "trial_seconds",
             "cell", "state"} <= set(df.columns)
     csv = tmp_path / "t.csv"
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "compare", "tracked",
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "compare", "tracked",
                            "--tracking-uri", uri, "--csv", str(csv), "--plots",
                            str(tmp_path / "plots")], capture_output=True, text=True,
                           timeout=300)
@@ -90,6 +90,6 @@ def test_load_and_cli_on_the_tracked_sweep(tracked_sweep, tmp_path):
                  "parallel_coordinates"):
         png = tmp_path / "plots" / f"{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG", name
-    bad = subprocess.run([sys.executable, "-m", "search.cli", "compare", "trackd",
+    bad = subprocess.run([sys.executable, "-m", "experiments.cli", "compare", "trackd",
                           "--tracking-uri", uri], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "did you mean 'tracked'" in bad.stderr

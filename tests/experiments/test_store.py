@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.tracking import _head_revision, client_for, store_path
+from experiments.store import _head_revision, client_for, store_path
 from neon.errors import UserError
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -32,7 +32,7 @@ def test_read_only_commands_on_a_missing_store_write_nothing(tmp_path):
     missing = f"no MLflow store at {tmp_path}/mlflow.db; run a sweep first or pass --tracking-uri"
     for args in (["compare", "digits-mlp"], ["ui"],
                  ["compare", "digits-mlp", "--tracking-uri", "sqlite:///sub/dir/other.db"]):
-        proc = run(["-m", "search.cli", *args], tmp_path)
+        proc = run(["-m", "experiments.cli", *args], tmp_path)
         assert proc.returncode == 2 and proc.stdout == "", args
         expected = missing.replace(f"{tmp_path}/mlflow.db", f"{tmp_path}/sub/dir/other.db") \
             if "--tracking-uri" in args else missing
@@ -75,7 +75,7 @@ def test_an_older_store_is_refused_by_readers_and_upgraded_by_writers(tracked_sw
 
 WORKER = textwrap.dedent("""\
     import json, sys, traceback
-    from experiments.tracking import client_for, experiment_id
+    from experiments.store import client_for, experiment_id
     role = sys.argv[1]
     for line in sys.stdin:
         uri = line.strip()

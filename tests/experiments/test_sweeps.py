@@ -14,18 +14,19 @@ import pytest
 
 import experiments
 from experiments.comparison import compare
-from experiments.tracking import KIND_TAG, architecture_params, client_for, store_path
+from experiments.store import KIND_TAG, client_for, store_path
+from experiments.tracking import architecture_params
 from neon.errors import UserError, cli_guard
 from search.space import SearchSpace
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.cli", "compare", *args],
+    return subprocess.run([sys.executable, "-m", "experiments.cli", "compare", *args],
                           capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def compare_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``neon-search compare ARGS`` in this process (as ``search.cli.main`` runs it)."""
+    """``neon-search compare ARGS`` in this process (as ``experiments.cli.main`` runs it)."""
     from experiments.cli import main
 
     capsys.readouterr()
@@ -139,7 +140,7 @@ def test_wrong_metric_lists_the_metrics(two_sweeps, capsys):
 
 
 def test_compare_help_shows_defaults():
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "compare", "--help"],
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "compare", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import free_port, write_tracked_sweep
 
-from experiments.tracking import KIND_TAG, VIEW_TAG, client_for, view_key
+from experiments.store import KIND_TAG, client_for
+from experiments.views import VIEW_TAG, view_key
 
 
 def runs_of(client, experiment, kind="trial"):
@@ -82,7 +83,8 @@ def test_failed_trial_has_failed_status_and_reason(tmp_path):
 def test_resume_reuses_parent_and_never_duplicates_runs(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     path = write_tracked_sweep(tmp_path, uri, trials=2, experiment="resumed", scheduler="fifo")
-    cmd = [sys.executable, "-m", "search.cli", str(path), "-q", "--workdir", str(tmp_path / "w")]
+    cmd = [sys.executable, "-m", "experiments.cli", str(path), "-q", "--workdir",
+           str(tmp_path / "w")]
     assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
     proc = subprocess.run([*cmd, "--resume", "--trials", "3"], capture_output=True, text=True,
                           timeout=300)
@@ -107,7 +109,8 @@ def test_kill_9_resume_keeps_one_run_per_trial(tmp_path):
     path = write_tracked_sweep(tmp_path, uri, trials=4, experiment="crash", scheduler="fifo")
     (tmp_path / "model.yaml").write_text((tmp_path / "model.yaml").read_text().replace(
         "epochs: 3", "epochs: 40"))
-    cmd = [sys.executable, "-m", "search.cli", str(path), "-q", "--workdir", str(tmp_path / "w")]
+    cmd = [sys.executable, "-m", "experiments.cli", str(path), "-q", "--workdir",
+           str(tmp_path / "w")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -141,7 +144,7 @@ def test_sweep_logs_to_an_mlflow_server_over_http(tmp_path):
         uri = f"http://127.0.0.1:{port}"
         path = write_tracked_sweep(tmp_path / "s", uri, trials=2, experiment="remote",
                                    scheduler="fifo")
-        proc = subprocess.run([sys.executable, "-m", "search.cli", str(path), "-q"],
+        proc = subprocess.run([sys.executable, "-m", "experiments.cli", str(path), "-q"],
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         client = client_for(uri)
@@ -156,8 +159,9 @@ def test_sweep_logs_to_an_mlflow_server_over_http(tmp_path):
 
 def test_neon_cli_mlflow_single_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/single.db"
-    proc = subprocess.run([sys.executable, "-m", "neon.cli", "examples/mlp/digits-small.yaml",
-                           "--epochs", "2", "--mlflow", "--tracking-uri", uri, "-q"],
+    proc = subprocess.run([sys.executable, "-m", "experiments.neon_cli",
+                           "examples/mlp/digits-small.yaml", "--epochs", "2", "--mlflow",
+                           "--tracking-uri", uri, "-q"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     client = client_for(uri)
@@ -190,7 +194,8 @@ def test_ui_hint_names_a_neon_search_command_that_runs_from_here():
 def test_sweep_experiment_opens_on_its_trials_in_the_training_view(tracked_sweep):
     """The experiment is tagged model training; the sweep's saved view lists its trials by
     the objective with columns that exist on them; the summary's link opens that view."""
-    from experiments.tracking import RunLogger, SweepTracker, runs_page
+    from experiments.tracking import RunLogger, SweepTracker
+    from experiments.views import runs_page
 
     uri, result, _ = tracked_sweep
     client = client_for(uri)
@@ -230,7 +235,7 @@ def test_sweep_experiment_opens_on_its_trials_in_the_training_view(tracked_sweep
 
 
 def test_experiment_kind_is_set_once_on_existing_experiments(tmp_path):
-    from experiments.tracking import experiment_id
+    from experiments.store import experiment_id
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = client_for(uri)

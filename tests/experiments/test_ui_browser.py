@@ -37,7 +37,7 @@ ROWS = "[role=row][row-id]"
 
 
 def start_ui_cli(uri: str, port: int, experiment: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--tracking-uri", uri,
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "ui", "--tracking-uri", uri,
                              "--port", str(port), "--experiment", experiment],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -72,7 +72,8 @@ def check_ui(uri: str, experiment: str, shots: Path) -> None:
     state, epochs and cell columns. Screenshots of it and of the best point's compare page."""
     from playwright.sync_api import sync_playwright
 
-    from experiments.tracking import KIND_TAG, client_for, runs_page, view_key
+    from experiments.store import KIND_TAG, client_for
+    from experiments.views import runs_page, view_key
 
     client = client_for(uri)
     exp = client.get_experiment_by_name(experiment)
@@ -159,7 +160,7 @@ if SCREENSHOTS:  # defined only when asked for: it runs the whole demo sweep fir
     def test_demo_sweep_screenshots(tmp_path):
         """The README's screenshots, from the demo sweep's own experiment (``make demo``)."""
         uri = f"sqlite:///{tmp_path}/mlflow.db"
-        proc = subprocess.run([sys.executable, "-m", "search.cli",
+        proc = subprocess.run([sys.executable, "-m", "experiments.cli",
                                "examples/sweeps/digits-mlp.yaml", "--fresh", "-q", "--workdir",
                                str(tmp_path / "work"), "--tracking-uri", uri], cwd=ROOT,
                               capture_output=True, text=True, timeout=600)

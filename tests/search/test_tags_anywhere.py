@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from search.cli import main
+from experiments.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = sorted(p for p in (ROOT / "examples" / "sweeps").glob("*.yaml")
