@@ -9,11 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from neon.backends.backend import Backend, FlowCounter, MaxPoolArrays
-from neon.backends.numerics import FORMATS, Format, get_format
+from neon.backends.numerics import (
+    FORMATS,
+    RECIPES,
+    TENSOR_CLASSES,
+    Format,
+    Storage,
+    get_format,
+    resolve_storage,
+)
 from neon.registry import Registry
 
-__all__ = ["BACKENDS", "FORMATS", "Backend", "FlowCounter", "Format", "MaxPoolArrays",
-           "gen_backend", "get_format"]
+__all__ = ["BACKENDS", "FORMATS", "RECIPES", "TENSOR_CLASSES", "Backend", "FlowCounter",
+           "Format", "MaxPoolArrays", "Storage", "gen_backend", "get_format",
+           "resolve_storage"]
 
 BACKENDS: Registry[Backend] = Registry("backend", key="name")
 
@@ -39,11 +48,18 @@ def gen_backend(
     numerics: str = "fp32",
     stochastic_rounding: bool = False,
     seed: int = 0,
+    recipe: str | None = None,
+    storage: dict[str, str] | None = None,
     **options: Any,
 ) -> Backend:
-    """Make a backend: ``gen_backend('cpu', 'fp16', stochastic_rounding=True, seed=0)``."""
-    get_format(numerics)  # validate early with a clear message
+    """Make a backend: ``gen_backend('cpu', 'fp16', stochastic_rounding=True, seed=0)``.
+
+    ``recipe`` (``mixed``, the default for fp16/bf16, or ``pure``) and ``storage``
+    (``{tensor class: format}`` overrides) say which tensors are stored in which format
+    (``numerics.resolve_storage``)."""
+    resolve_storage(numerics, recipe, storage)  # validate early with a clear message
     factory = BACKENDS.get(name)
     return factory(
-        numerics=numerics, stochastic_rounding=stochastic_rounding, seed=seed, **options
+        numerics=numerics, stochastic_rounding=stochastic_rounding, seed=seed, recipe=recipe,
+        storage=storage, **options
     )

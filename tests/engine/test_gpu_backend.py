@@ -176,9 +176,12 @@ def test_gpu_dropout_masks_are_seeded_and_unbiased():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("recipe,storage", [("pure", None), ("pure", {"optimizer_state": "fp32"}),
+                                            ("mixed", None)], ids=["pure", "state32", "mixed"])
 @pytest.mark.parametrize("numerics", ["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
-def test_gpu_fused_sgd_matches_the_cpu_kernel(numerics, momentum, nesterov):
+def test_gpu_fused_sgd_matches_the_cpu_kernel(numerics, momentum, nesterov, recipe, storage):
+    """The velocity and weights stored in one format or in two (the kernel's two modes)."""
     import cupy
 
     from neon.backends import gen_backend
@@ -187,7 +190,7 @@ def test_gpu_fused_sgd_matches_the_cpu_kernel(numerics, momentum, nesterov):
     w0, g0, v0 = (rng.standard_normal(4096) * s for s in (1.0, 50.0, 0.1))
     results = []
     for name in ("cpu", "gpu"):
-        be = gen_backend(name, numerics)
+        be = gen_backend(name, numerics, recipe=recipe, storage=storage)
         w, g, v = be.array(w0), be.array(g0), be.array(v0)
         be.sgd_update(w, g, v if momentum else None, 0.05, momentum, nesterov, 1 / 64, 1e-3)
         results.append([be.to_host(a) for a in (w, v)])
