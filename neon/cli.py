@@ -134,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.diagnostics:
         cfg["diagnostics"] = {"timing": True, "ranges": True}
+    if args.quiet:
+        from neon.backends.kernel_cache import announce_as
+
+        announce_as(None)
     exp = build_experiment(cfg)
     be = exp.be
     if not args.quiet:

@@ -224,16 +224,18 @@ def build_experiment(cfg: dict[str, Any], data: Data | None = None) -> Experimen
     """Build every part of a model config (already loaded and overridden)."""
     check_sections(cfg)
     training = _options(TrainingOptions, cfg.get("training"), "training")
-    be, bopts = build_backend(cfg, training.seed)
-    if data is None:
-        data = load_dataset(cfg.get("dataset") or {"name": "digits"}, seed=training.seed)
-    model = build_model(cfg, be)
+    # every other section is checked before the backend: its first import may compile the
+    # kernels (tens of seconds), which a mistake elsewhere should not cost
+    model = build_model(cfg)
     opt_spec = cfg.get("optimizer") or {"type": "sgd"}
     optimizer = build_optimizer(opt_spec)
     metric_spec = cfg.get("metrics", ["misclassification"])
     metrics = build_metrics(metric_spec)
     diagnostics = build_diagnostics(cfg.get("diagnostics"))
-    model.initialize(data.shape)
+    if data is None:
+        data = load_dataset(cfg.get("dataset") or {"name": "digits"}, seed=training.seed)
+    be, bopts = build_backend(cfg, training.seed)
+    model.initialize(data.shape, be)
     return Experiment(
         config=to_plain(cfg), be=be, model=model, optimizer=optimizer, data=data,
         epochs=training.epochs, seed=training.seed, metrics=metrics, diagnostics=diagnostics,

@@ -6,6 +6,7 @@ register themselves by name in ``BACKENDS``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from neon.backends.backend import Backend, FlowCounter, MaxPoolArrays
@@ -28,6 +29,10 @@ BACKENDS: Registry[Backend] = Registry("backend", key="name")
 
 
 def _cpu(**kwargs: Any) -> Backend:
+    if "neon.backends.cpu" not in sys.modules:  # its first import compiles the kernels
+        from neon.backends.kernel_cache import announce
+
+        announce()
     from neon.backends.cpu import CPUBackend
 
     return CPUBackend(**kwargs)
