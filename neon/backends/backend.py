@@ -207,11 +207,13 @@ class Backend:
     def sync_weights(self, p: Any) -> None:
         """After a step of ``p``'s master copy: the weights the layers read are that copy,
         rounded to the weights' format (nothing to do without a master copy)."""
-        if p.master is None:
-            return
-        p.value[...] = p.master
+        if p.master is not None:
+            self._copy_weights(p.master, p.value)
+
+    def _copy_weights(self, master: Any, weights: Any) -> None:
+        weights[...] = master
         with self.storing("weights"):
-            self.quantize(p.value)
+            self.quantize(weights)
 
     def assign_param(self, p: Any, values: Any) -> None:
         """Set ``p`` to ``values`` (its master copy, where it keeps one, then its weights)."""
@@ -721,9 +723,12 @@ class Backend:
         w += v
 
     def sgd_update(self, w: Any, g: Any, v: Any, lr: float, momentum: float,
-                   nesterov: bool, inv_scale: float, weight_decay: float) -> None:
+                   nesterov: bool, inv_scale: float, weight_decay: float,
+                   weights: Any = None) -> None:
         """One SGD step in place, every stored result rounded: ``v`` to the optimizer
-        state's format, ``w`` (a parameter's ``primary``) to the master weights'.
+        state's format, ``w`` (a parameter's ``primary``) to the master weights'; then, when
+        ``w`` is a master copy, ``weights`` (what the layers read) = ``w`` rounded to the
+        weights' format.
 
         ``grad = g * inv_scale + weight_decay * w``; with a velocity ``v``:
         ``v = momentum * v - lr * grad`` (stored), then ``w += v`` (Nesterov:
@@ -749,6 +754,8 @@ class Backend:
                 w += v
         with self.storing("master_weights"):
             self.quantize(w)
+        if weights is not None:
+            self._copy_weights(w, weights)
 
     def _scratch(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A reusable work array (one per shape and dtype) for in-place update formulas."""

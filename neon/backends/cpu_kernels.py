@@ -433,6 +433,19 @@ def momentum_full(w, g, v, lr, mu, nesterov, inv_scale, wd):  # pragma: no cover
 
 
 @nb.njit(**_OPTS)
+def momentum_master_16(w, g, v, out, lr, mu, nesterov, inv_scale, wd, bf16):  # pragma: no cover
+    """``momentum_full`` on master weights ``w`` that also writes them, rounded to
+    nearest-even bf16 (``bf16``) or fp16, into ``out`` (the weights the layers read): one pass
+    where the step and the rounded copy take three."""
+    for i in range(w.size):
+        vel, grad = _momentum_step(w, g, v, i, lr, mu, nesterov, inv_scale, wd)
+        v[i] = vel
+        new = w[i] + (mu * vel - lr * grad if nesterov else vel)
+        w[i] = new
+        out[i] = _stored(new, bf16)
+
+
+@nb.njit(**_OPTS)
 def momentum_finish(w, v, decay):  # pragma: no cover - compiled
     """``Backend.momentum_finish`` in one pass (numpy's array ops take two or three)."""
     for i in range(w.size):

@@ -247,13 +247,14 @@ class GPUBackend(Backend):
 
     # ----------------------------------------------------------------- optimizer steps
     def sgd_update(self, w: Any, g: Any, v: Any, lr: float, momentum: float,
-                   nesterov: bool, inv_scale: float, weight_decay: float) -> None:
+                   nesterov: bool, inv_scale: float, weight_decay: float,
+                   weights: Any = None) -> None:
         """One fused kernel launch per parameter (the step is launch-bound on a GPU):
         velocity and weights rounded to the optimizer state's and master weights'
         formats."""
         if self.flow is not None:  # the diagnostics count what each rounding does
             return super().sgd_update(w, g, v, lr, momentum, nesterov, inv_scale,
-                                      weight_decay)
+                                      weight_decay, weights)
         wmode = np.int32(self.store_mode_of(self.storage.of("master_weights")))
         vmode = np.int32(self.store_mode_of(self.storage.of("optimizer_state")))
         n = int(w.size)
@@ -267,6 +268,8 @@ class GPUBackend(Backend):
             kernels.sgd_momentum(self.xp)(g, dt(lr), dt(momentum), dt(inv_scale),
                                           dt(weight_decay), vmode, wmode, *common,
                                           bool(nesterov), w, v)
+        if weights is not None:
+            self._copy_weights(w, weights)
         return None
 
     # ----------------------------------------------------------------- pooling

@@ -93,7 +93,6 @@ class Optimizer:
                     be.sync_weights(p)
                     continue
                 if self.fused_step(be, p, grad_scale):
-                    be.sync_weights(p)
                     continue
                 g = p.grad
                 if grad_scale != 1.0:
@@ -117,8 +116,9 @@ class Optimizer:
                 be.sync_weights(p)
 
     def fused_step(self, be: Any, p: Param, grad_scale: float) -> bool:
-        """Do the whole step of ``p.primary`` in a backend primitive, if this optimizer has
-        one and no clipping is asked for; True when done."""
+        """Do the whole step of ``p`` in a backend primitive (``p.value`` included, where it
+        is a master copy's rounding), if this optimizer has one and no clipping is asked
+        for; True when done."""
         return False
 
     def update(self, be: Any, p: Param, g: Any, lr: float) -> None:

@@ -39,7 +39,8 @@ class SGD(Optimizer):
             return False
         v = self.state(be, p, "velocity") if self.momentum else None
         be.sgd_update(p.primary, p.grad, v, self.lr, self.momentum, self.nesterov,
-                      1.0 / grad_scale, self.weight_decay if p.decay else 0.0)
+                      1.0 / grad_scale, self.weight_decay if p.decay else 0.0,
+                      None if p.master is None else p.value)
         return True
 
     def fold_updates(self, params: list[Param], be: Any) -> None:
