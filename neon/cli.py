@@ -116,8 +116,8 @@ def _diagnostics_report(record: dict[str, Any], storage: dict[str, str]) -> str:
                    + format_table(rows, ["scope", "overflow", "underflow"]))
     classes = diag.get("flow_classes") or {}
     if classes:
-        rows = [{"tensor class": k, "format": storage.get(k, ""), **v}
-                for k, v in classes.items()]
+        order = [c for c in storage if c in classes]  # numerics.TENSOR_CLASSES' order
+        rows = [{"tensor class": k, "format": storage[k], **classes[k]} for k in order]
         out.append("by tensor class:\n" + format_table(
             rows, ["tensor class", "format", "overflow", "underflow"]))
     return "\n\n".join(out)

@@ -752,7 +752,7 @@ class Backend:
                 w += step
             else:
                 w += v
-        with self.storing("master_weights"):
+        with self.storing(self.storage.stepped):
             self.quantize(w)
         if weights is not None:
             self._copy_weights(w, weights)

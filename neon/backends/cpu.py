@@ -141,7 +141,7 @@ class CPUBackend(Backend):
         if self.flow is not None:
             if vel.size:
                 self.flow.add(int(vel.size), int(over_v), int(under_v), "optimizer_state")
-            self.flow.add(int(w.size), int(over_w), int(under_w), "master_weights")
+            self.flow.add(int(w.size), int(over_w), int(under_w), storage.stepped)
         return None
 
     def describe(self) -> dict[str, Any]:

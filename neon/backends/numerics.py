@@ -124,6 +124,12 @@ class Storage:
         """The optimizer steps a master copy of the weights in another format."""
         return self.formats["master_weights"] is not self.formats["weights"]
 
+    @property
+    def stepped(self) -> str:
+        """The class of what the optimizer steps: ``master_weights`` where there is a master
+        copy, else ``weights`` (the same format; the flow counter names the right one)."""
+        return "master_weights" if self.keeps_master else "weights"
+
     def names(self) -> dict[str, str]:
         """``{tensor class: format name}`` (for results and configs)."""
         return {k: f.name for k, f in self.formats.items()}

@@ -88,7 +88,7 @@ class Optimizer:
                 folded, p.fold, p.folded = p.folded, None, False
                 if folded:
                     self.finish_fold(be, p)
-                    with be.storing("master_weights"):
+                    with be.storing(be.storage.stepped):
                         be.quantize(p.primary)
                     be.sync_weights(p)
                     continue
@@ -108,7 +108,7 @@ class Optimizer:
                 for slot in self.slots:
                     self.state(be, p, slot)
                 self.update(be, p, g, self.lr)
-                with be.storing("master_weights"):
+                with be.storing(be.storage.stepped):
                     be.quantize(p.primary)
                 with be.storing("optimizer_state"):
                     for slot in self.slots:

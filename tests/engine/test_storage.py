@@ -130,6 +130,9 @@ def test_diagnostics_count_the_optimizer_states_underflow(recipe):
     ranges = diag["ranges"]["affine_0"]
     assert {"W", "dW", "W.m", "W.v"} <= set(ranges)
     assert ("W.master" in ranges) == (recipe == "mixed")
+    # without a master copy the optimizer steps the weights themselves
+    assert ("master_weights" in diag["flow_classes"]) == (recipe == "mixed")
+    assert "weights" in diag["flow_classes"]
     underflow = diag["flow_classes"]["optimizer_state"]["underflow"]
     if recipe == "pure":
         assert underflow > 0.05
