@@ -23,15 +23,15 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["COMPILE_SECONDS", "KERNEL_MODULES", "announce", "announce_as", "cache_folder",
+__all__ = ["COMPILE_TIME", "KERNEL_MODULES", "announce", "announce_as", "cache_folder",
            "is_warm"]
 
 # Modules whose kernels every CPU run compiles: cpu_omp's cfuncs at import; cpu_kernels' at
 # import (the fp16 conversion probe) or with the first training step.
 KERNEL_MODULES = ("cpu_omp", "cpu_kernels")
-# A cold run of examples/mlp/digits-small.yaml took 9 s more CPU time than a warm one on this
-# project's 2-core machine, and up to 30 s more wall time while other processes loaded it.
-COMPILE_SECONDS = 20
+# Cold first epochs took 6 s (examples/mlp/digits-small.yaml) and 19 s (the digits convnet)
+# more than warm ones on this project's 2-core machine; more while other processes load it.
+COMPILE_TIME = "10-20 s"
 _HERE = Path(os.path.abspath(__file__)).parent  # as numba names it (no resolve)
 _announced = False
 _prog: str | None = "neon"
@@ -97,6 +97,6 @@ def announce(prog: str | None = None, stream: TextIO | None = None) -> bool:
         return False
     prog = prog or _prog
     _announced = True
-    print(f"{prog}: compiling the engine's kernels (first run only, about {COMPILE_SECONDS} "
-          "s)...", file=stream or sys.stderr, flush=True)
+    print(f"{prog}: compiling the engine's kernels (first run only, about {COMPILE_TIME})...",
+          file=stream or sys.stderr, flush=True)
     return True
