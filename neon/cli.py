@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from neon.backends.numerics import FORMATS
+from neon.backends.numerics import FORMATS, RECIPES
 from neon.callbacks import Callback
 from neon.errors import TrainingDiverged, cli_guard
 from neon.text import format_table, format_value
@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["cpu", "gpu"], help="compute backend")
     p.add_argument("--numerics", choices=list(FORMATS),
                    help="storage format: fp32, fp16, bf16 (fp32 arithmetic) or fp64")
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   help="which tensors a 16-bit run stores in 16 bits: mixed (default: "
+                   "optimizer state and master weights in fp32) or pure (everything)")
     p.add_argument("--stochastic-rounding", action="store_true", default=None,
                    help="round stored fp16/bf16 values stochastically instead of to nearest")
     p.add_argument("--epochs", type=int, help="number of epochs")
@@ -56,7 +59,9 @@ class EpochPrinter(Callback):
                         for c, w in zip(self.columns, self.widths)), flush=True)
 
 
-def _diagnostics_report(record: dict[str, Any]) -> str:
+def _diagnostics_report(record: dict[str, Any], storage: dict[str, str]) -> str:
+    """The last epoch's diagnostics as tables; ``storage`` is the format of each tensor
+    class."""
     diag = record.get("diagnostics") or {}
     out = []
     timing = diag.get("timing") or {}
@@ -78,6 +83,12 @@ def _diagnostics_report(record: dict[str, Any]) -> str:
         rows = [{"scope": k, **v} for k, v in flow.items()]
         out.append("fraction of stored values that overflowed / underflowed:\n"
                    + format_table(rows, ["scope", "overflow", "underflow"]))
+    classes = diag.get("flow_classes") or {}
+    if classes:
+        order = [c for c in storage if c in classes]  # numerics.TENSOR_CLASSES' order
+        rows = [{"tensor class": k, "format": storage[k], **classes[k]} for k in order]
+        out.append("by tensor class:\n" + format_table(
+            rows, ["tensor class", "format", "overflow", "underflow"]))
     return "\n\n".join(out)
 
 
@@ -101,17 +112,22 @@ def run(args: argparse.Namespace, recorder: Recorder | None = None) -> int:
 
     cfg = load_config(args.model)
     cfg = apply_overrides(
-        cfg, backend=args.backend, numerics=args.numerics,
+        cfg, backend=args.backend, numerics=args.numerics, recipe=args.recipe,
         stochastic_rounding=args.stochastic_rounding, epochs=args.epochs, seed=args.seed,
         dataset=args.dataset,
     )
     if args.diagnostics:
         cfg["diagnostics"] = {"timing": True, "ranges": True}
+    if args.quiet:
+        from neon.backends.kernel_cache import announce_as
+
+        announce_as(None)
     exp = build_experiment(cfg)
     be = exp.be
     if not args.quiet:
         sr = " stochastic-rounding" if be.stochastic_rounding else ""
-        print(f"neon: {args.model}: backend={be.name} numerics={be.numerics}{sr} "
+        recipe = f" recipe={be.storage.summary()}" if be.storage.emulated else ""
+        print(f"neon: {args.model}: backend={be.name} numerics={be.numerics}{recipe}{sr} "
               f"seed={exp.seed} dataset={exp.data.name} ({exp.data.train.ndata} train, "
               f"{exp.data.valid.ndata if exp.data.valid else 0} valid) "
               f"params={exp.model.nparams:,}", flush=True)
@@ -139,7 +155,7 @@ def run(args: argparse.Namespace, recorder: Recorder | None = None) -> int:
           + f" ({total:.1f} s)" + (f"; saved {args.save}" if args.save else ""))
     if args.diagnostics and not args.quiet:
         print()
-        print(_diagnostics_report(history.final))
+        print(_diagnostics_report(history.final, be.storage.names()))
     if args.output:
         result = {
             "model": args.model,

@@ -41,11 +41,14 @@ _CHECK = Registry("section")
 
 @dataclass
 class BackendOptions:
-    """The ``backend:`` section."""
+    """The ``backend:`` section. ``recipe`` and ``storage`` say which tensor class is stored
+    in which format (``neon.backends.numerics.resolve_storage``)."""
 
     name: str = "cpu"
     numerics: str = "fp32"
     stochastic_rounding: bool = False
+    recipe: str | None = None
+    storage: dict | None = None
     loss_scale: float | str | dict | None = None
     device: int | None = None
     threads: int | None = None
@@ -130,12 +133,13 @@ def check_sections(cfg: dict[str, Any]) -> None:
 def apply_overrides(cfg: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     """A copy of ``cfg`` with command-line overrides (None means: keep the file's value).
 
-    Keys: backend, numerics, stochastic_rounding, epochs, seed, dataset (a name).
+    Keys: backend, numerics, recipe, stochastic_rounding, epochs, seed, dataset (a name).
     """
     out = copy.deepcopy(cfg)
     mapping = {
         "backend": ("backend", "name"),
         "numerics": ("backend", "numerics"),
+        "recipe": ("backend", "recipe"),
         "stochastic_rounding": ("backend", "stochastic_rounding"),
         "epochs": ("training", "epochs"),
         "seed": ("training", "seed"),
@@ -175,12 +179,23 @@ def build_backend(cfg: dict[str, Any], seed: int) -> tuple[Backend, BackendOptio
     opts = _options(BackendOptions, spec, "backend")
     extra = {k: v for k, v in (("device", opts.device), ("threads", opts.threads)) if v}
     try:
-        be = gen_backend(opts.name, opts.numerics, opts.stochastic_rounding, seed, **extra)
+        be = gen_backend(opts.name, opts.numerics, opts.stochastic_rounding, seed,
+                         recipe=opts.recipe, storage=opts.storage, **extra)
     except ConfigError as exc:
-        key = "backend.name" if exc.key in (None, "name") else f"backend.{exc.key}"
-        line = line_of(spec, "name" if key == "backend.name" else "numerics") if spec else None
-        raise exc.located(file=getattr(spec, "file", None), line=line, key=key) from None
+        exc.key = "backend.name" if exc.key in (None, "name") else f"backend.{exc.key}"
+        raise exc.located(file=getattr(spec, "file", None),
+                          line=_backend_line(spec, exc.key)) from None
     return be, opts
+
+
+def _backend_line(spec: Any, key: str) -> int | None:
+    """The line of ``key`` (``backend.storage.optimizer_state``) in the backend section."""
+    if not spec:
+        return None
+    parts = key.split(".")[1:]
+    if parts[0] == "storage" and len(parts) > 1 and isinstance(spec.get("storage"), dict):
+        return line_of(spec["storage"], parts[1])
+    return line_of(spec, parts[0])
 
 
 def build_model(cfg: dict[str, Any], be: Backend | None = None) -> Model:
@@ -209,16 +224,18 @@ def build_experiment(cfg: dict[str, Any], data: Data | None = None) -> Experimen
     """Build every part of a model config (already loaded and overridden)."""
     check_sections(cfg)
     training = _options(TrainingOptions, cfg.get("training"), "training")
-    be, bopts = build_backend(cfg, training.seed)
-    if data is None:
-        data = load_dataset(cfg.get("dataset") or {"name": "digits"}, seed=training.seed)
-    model = build_model(cfg, be)
+    # every other section is checked before the backend: its first import may compile the
+    # kernels (tens of seconds), which a mistake elsewhere should not cost
+    model = build_model(cfg)
     opt_spec = cfg.get("optimizer") or {"type": "sgd"}
     optimizer = build_optimizer(opt_spec)
     metric_spec = cfg.get("metrics", ["misclassification"])
     metrics = build_metrics(metric_spec)
     diagnostics = build_diagnostics(cfg.get("diagnostics"))
-    model.initialize(data.shape)
+    if data is None:
+        data = load_dataset(cfg.get("dataset") or {"name": "digits"}, seed=training.seed)
+    be, bopts = build_backend(cfg, training.seed)
+    model.initialize(data.shape, be)
     return Experiment(
         config=to_plain(cfg), be=be, model=model, optimizer=optimizer, data=data,
         epochs=training.epochs, seed=training.seed, metrics=metrics, diagnostics=diagnostics,

@@ -19,7 +19,7 @@ from neon.yamlio import line_of
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "check_value", "did_you_mean"]
+__all__ = ["Registry", "check_value", "did_you_mean", "spec_of"]
 
 
 def did_you_mean(name: str, options: list[str] | tuple[str, ...] | Any) -> str:
@@ -198,6 +198,22 @@ class Registry(Generic[T]):
             raise exc.located(file=file, line=line_of(spec), key=where) from None
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{label}: {exc}", file=file, line=line_of(spec), key=where) from None
+
+
+def spec_of(obj: Any, *bases: type, key: str = "type") -> dict[str, Any]:
+    """A spec that rebuilds ``obj`` through its registry: ``{key: its registry name}`` and
+    the arguments of its class's own ``__init__`` and of ``bases``', read back from its
+    attributes of the same names (as the built-in components keep them); an attribute that
+    is itself a registered component becomes its spec, an absent one is left out."""
+    spec: dict[str, Any] = {key: obj.registry_name}
+    for target in (type(obj), *bases):
+        for name, param in inspect.signature(target.__init__).parameters.items():
+            if (name == "self" or name in spec or not hasattr(obj, name)
+                    or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD)):
+                continue
+            value = getattr(obj, name)
+            spec[name] = spec_of(value) if hasattr(value, "registry_name") else value
+    return spec
 
 
 def _signature(cls: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:

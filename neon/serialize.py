@@ -1,7 +1,10 @@
 """Save and load models as ``.npz`` without pickle: weights, optimizer state and config.
 
-Arrays are stored in their storage format (fp16 as float16; bf16 as the fp32 values it holds,
-which is exact); a JSON header carries the config, the epoch and optimizer scalars.
+Arrays are stored in their tensor class's storage format (fp16 as float16; bf16 as the fp32
+values it holds, which is exact), with the master copy of the weights where the backend's
+storage keeps one; a JSON header carries the config, the epoch and optimizer scalars. The
+config of a model built in Python gets the backend's numerics and the optimizer's spec, so
+that ``Model.load`` rebuilds it as well.
 """
 
 from __future__ import annotations
@@ -21,26 +24,40 @@ __all__ = ["FORMAT", "load_model", "load_weights", "save_model"]
 FORMAT = "neon-search-model/1"
 
 
-def _host(model: Any, x: Any) -> np.ndarray:
+def _host(model: Any, x: Any, tensor_class: str) -> np.ndarray:
     arr = model.be.to_host(x)
-    storage = model.be.format.storage
-    if storage == np.float16:
+    if model.be.storage.of(tensor_class).storage == np.float16:
         return arr.astype(np.float16)
     return arr
+
+
+def _config(model: Any, optimizer: Any) -> dict[str, Any] | None:
+    """The model's config, with the backend section and the optimizer's spec filled in
+    where it has none (a model built in Python)."""
+    if not model.config:
+        return model.config
+    config = dict(model.config)
+    if not config.get("backend"):
+        config["backend"] = model.be.config()
+    if not config.get("optimizer") and optimizer is not None and hasattr(optimizer, "config"):
+        config["optimizer"] = optimizer.config()
+    return config
 
 
 def save_model(model: Any, path: str | os.PathLike[str], optimizer: Any, meta: dict) -> None:
     arrays: dict[str, np.ndarray] = {}
     for layer in model.layers:
         for p in layer.params:
-            arrays[f"param/{p.key}"] = _host(model, p.value)
+            arrays[f"param/{p.key}"] = _host(model, p.value, "weights")
+            if p.master is not None:
+                arrays[f"master/{p.key}"] = _host(model, p.master, "master_weights")
             for slot, value in p.state.items():
-                arrays[f"opt/{p.key}/{slot}"] = _host(model, value)
+                arrays[f"opt/{p.key}/{slot}"] = _host(model, value, "optimizer_state")
         for name, value in layer.states().items():
-            arrays[f"state/{layer.name}/{name}"] = _host(model, value)
+            arrays[f"state/{layer.name}/{name}"] = _host(model, value, "activations")
     header = {
         "format": FORMAT,
-        "config": model.config,
+        "config": _config(model, optimizer),
         "in_shape": list(model.in_shape or ()),
         "epoch": model.epoch,
         "numerics": model.be.numerics,
@@ -86,10 +103,20 @@ def load_weights(model: Any, path: str | os.PathLike[str], optimizer: Any = None
     be = model.be
     for layer in model.layers:
         for p in layer.params:
-            _assign(be, p, "value", arrays.get(f"param/{p.key}"), f"param/{p.key}", path)
-            for key in [k for k in arrays if k.startswith(f"opt/{p.key}/")]:
-                slot = key.rsplit("/", 1)[1]
-                p.state[slot] = be.array(arrays[key].astype(np.float32))
+            key = f"param/{p.key}"
+            _check(p.value, arrays.get(key), key, path)
+            # the master copy where one was saved (loaded into the weights where this
+            # backend keeps none: their nearest values), else the weights as saved
+            saved = arrays.get(f"master/{p.key}")
+            if saved is None:
+                saved = arrays[key]
+            if be.storage.keeps_master and p.master is None:
+                be.attach_master(p)
+            be.assign_param(p, be.asarray(saved.astype(np.float32)))
+            with be.storing("optimizer_state"):
+                for name in [k for k in arrays if k.startswith(f"opt/{p.key}/")]:
+                    slot = name.rsplit("/", 1)[1]
+                    p.state[slot] = be.array(arrays[name].astype(np.float32))
         for name, value in layer.states().items():
             saved = arrays.get(f"state/{layer.name}/{name}")
             if saved is not None:
@@ -100,21 +127,20 @@ def load_weights(model: Any, path: str | os.PathLike[str], optimizer: Any = None
     if header.get("loss_scaler"):
         from neon.optimizers.loss_scaling import build_loss_scaler
 
-        model.loss_scaler = model.loss_scaler or build_loss_scaler(None, be.numerics)
+        model.loss_scaler = model.loss_scaler or build_loss_scaler(
+            None, be.storage.of("gradients").name)
         model.loss_scaler.load_state_dict(header["loss_scaler"])
     model.meta = header.get("meta") or {}
     return header
 
 
-def _assign(be: Any, p: Any, attr: str, saved: np.ndarray | None, key: str, path: Any) -> None:
-    target = getattr(p, attr)
+def _check(target: Any, saved: np.ndarray | None, key: str, path: Any) -> None:
     if saved is None:
         raise UserError(f"checkpoint has no array {key!r}: it belongs to another model",
                         file=str(path))
     if tuple(saved.shape) != tuple(target.shape):
         raise UserError(f"{key}: saved shape {saved.shape} != model shape {target.shape}",
                         file=str(path))
-    target[...] = be.array(saved.astype(np.float32))
 
 
 def load_model(path: str | os.PathLike[str], be: Any = None) -> Any:

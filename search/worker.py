@@ -47,7 +47,8 @@ def _last_line(exc: BaseException) -> str:
 
 
 def run_job(spec: dict[str, Any], report: Reporter | None = None) -> dict[str, Any]:
-    """Train as ``spec`` says; returns ``{key, status, error, history, seconds, ...}``."""
+    """Train as ``spec`` says; returns ``{key, status, error, history, seconds, numerics,
+    ...}`` (``numerics``: ``Backend.describe()``, with the format of each tensor class)."""
     from neon.config import apply_overrides, build_experiment
     from neon.serialize import load_weights
 
@@ -62,6 +63,7 @@ def run_job(spec: dict[str, Any], report: Reporter | None = None) -> dict[str, A
         if spec.get("threads"):
             cfg.setdefault("backend", {})["threads"] = int(spec["threads"])
         exp = build_experiment(cfg)
+        result["numerics"] = exp.be.describe()  # the recipe and each tensor class's format
         if spec.get("checkpoint_in"):
             load_weights(exp.model, spec["checkpoint_in"], exp.optimizer)
         exp.model.epoch = int(spec.get("start_epoch", 0))

@@ -6,19 +6,33 @@ register themselves by name in ``BACKENDS``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from neon.backends.backend import Backend, FlowCounter, MaxPoolArrays
-from neon.backends.numerics import FORMATS, Format, get_format
+from neon.backends.numerics import (
+    FORMATS,
+    RECIPES,
+    TENSOR_CLASSES,
+    Format,
+    Storage,
+    get_format,
+    resolve_storage,
+)
 from neon.registry import Registry
 
-__all__ = ["BACKENDS", "FORMATS", "Backend", "FlowCounter", "Format", "MaxPoolArrays",
-           "gen_backend", "get_format"]
+__all__ = ["BACKENDS", "FORMATS", "RECIPES", "TENSOR_CLASSES", "Backend", "FlowCounter",
+           "Format", "MaxPoolArrays", "Storage", "gen_backend", "get_format",
+           "resolve_storage"]
 
 BACKENDS: Registry[Backend] = Registry("backend", key="name")
 
 
 def _cpu(**kwargs: Any) -> Backend:
+    if "neon.backends.cpu" not in sys.modules:  # its first import compiles the kernels
+        from neon.backends.kernel_cache import announce
+
+        announce()
     from neon.backends.cpu import CPUBackend
 
     return CPUBackend(**kwargs)
@@ -39,11 +53,18 @@ def gen_backend(
     numerics: str = "fp32",
     stochastic_rounding: bool = False,
     seed: int = 0,
+    recipe: str | None = None,
+    storage: dict[str, str] | None = None,
     **options: Any,
 ) -> Backend:
-    """Make a backend: ``gen_backend('cpu', 'fp16', stochastic_rounding=True, seed=0)``."""
-    get_format(numerics)  # validate early with a clear message
+    """Make a backend: ``gen_backend('cpu', 'fp16', stochastic_rounding=True, seed=0)``.
+
+    ``recipe`` (``mixed``, the default for fp16/bf16, or ``pure``) and ``storage``
+    (``{tensor class: format}`` overrides) say which tensors are stored in which format
+    (``numerics.resolve_storage``)."""
+    resolve_storage(numerics, recipe, storage)  # validate early with a clear message
     factory = BACKENDS.get(name)
     return factory(
-        numerics=numerics, stochastic_rounding=stochastic_rounding, seed=seed, **options
+        numerics=numerics, stochastic_rounding=stochastic_rounding, seed=seed, recipe=recipe,
+        storage=storage, **options
     )

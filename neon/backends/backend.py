@@ -3,7 +3,9 @@
 Array-module design: ``be.xp`` is numpy on the CPU and CuPy on the GPU, so elementwise code
 is shared; what differs between devices (GEMM, rounding to the storage format, random bits,
 host transfers, fused kernels) goes through the methods here. Every stored result is passed
-through ``quantize`` so that fp16/bf16 storage is honoured with fp32 arithmetic.
+through ``quantize`` so that fp16/bf16 storage is honoured with fp32 arithmetic. Which format
+``quantize`` rounds to depends on the class of tensor being stored (``storing``): the
+backend's ``storage`` (``numerics.Storage``) maps each class to its format.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from neon.backends.numerics import STORE_MODES, Format, get_format
+from neon.backends.numerics import STORE_MODES, Format, Storage, resolve_storage
 
 __all__ = ["Backend", "FlowCounter", "MaxPoolArrays"]
 
@@ -33,28 +35,43 @@ class MaxPoolArrays(NamedTuple):
 
 
 class FlowCounter:
-    """Per-scope counts of stored values and of those that over- or underflowed.
+    """Per-scope and per-tensor-class counts of stored values and of those that over- or
+    underflowed.
 
     Scopes are layer names; the model sets ``scope`` while a layer runs, so every rounding
-    of that layer's results lands in its row.
+    of that layer's results lands in its row. The backend sets ``tensor_class`` while it
+    stores a class (``Backend.storing``), so each class's rounding also lands in its row of
+    ``by_class`` (the optimizer state's underflow shows there, apart from the activations').
     """
 
     def __init__(self) -> None:
         self.scope = "-"
+        self.tensor_class = "activations"
         self.counts: dict[str, list[int]] = {}
+        self.by_class: dict[str, list[int]] = {}
 
-    def add(self, n: int, overflow: int, underflow: int) -> None:
-        row = self.counts.setdefault(self.scope, [0, 0, 0])
-        row[0] += n
-        row[1] += overflow
-        row[2] += underflow
+    def add(self, n: int, overflow: int, underflow: int, tensor_class: str | None = None
+            ) -> None:
+        for row in (self.counts.setdefault(self.scope, [0, 0, 0]),
+                    self.by_class.setdefault(tensor_class or self.tensor_class, [0, 0, 0])):
+            row[0] += n
+            row[1] += overflow
+            row[2] += underflow
+
+    @staticmethod
+    def _fractions(counts: dict[str, list[int]]) -> dict[str, dict[str, float]]:
+        return {
+            key: {"overflow": o / n if n else 0.0, "underflow": u / n if n else 0.0}
+            for key, (n, o, u) in counts.items()
+        }
 
     def fractions(self) -> dict[str, dict[str, float]]:
         """``{scope: {"overflow": f, "underflow": f}}`` as fractions of stored values."""
-        return {
-            scope: {"overflow": o / n if n else 0.0, "underflow": u / n if n else 0.0}
-            for scope, (n, o, u) in self.counts.items()
-        }
+        return self._fractions(self.counts)
+
+    def class_fractions(self) -> dict[str, dict[str, float]]:
+        """``{tensor class: {"overflow": f, "underflow": f}}``."""
+        return self._fractions(self.by_class)
 
     def total(self) -> dict[str, float]:
         """Overflow and underflow fractions over every scope together."""
@@ -65,6 +82,7 @@ class FlowCounter:
 
     def reset(self) -> None:
         self.counts.clear()
+        self.by_class.clear()
 
 
 def scale_into(out: Any, product: Any, alpha: float, beta: float) -> Any:
@@ -96,9 +114,13 @@ class Backend:
         numerics: str | Format = "fp32",
         stochastic_rounding: bool = False,
         seed: int = 0,
+        recipe: str | None = None,
+        storage: dict[str, str] | None = None,
     ) -> None:
-        self.format = get_format(numerics)
-        self.stochastic_rounding = bool(stochastic_rounding) and self.format.emulated
+        self.storage: Storage = resolve_storage(numerics, recipe, storage)
+        # the format ``quantize`` rounds to now: the activations' outside ``storing``
+        self.format = self.storage.of("activations")
+        self.stochastic_rounding = bool(stochastic_rounding) and self.storage.emulated
         self.seed = int(seed)
         self.flow: FlowCounter | None = None
         self._round_calls = 0
@@ -107,12 +129,16 @@ class Backend:
     # ----------------------------------------------------------------- description
     @property
     def numerics(self) -> str:
-        return self.format.name
+        return self.storage.numerics.name
 
     @property
     def store_mode(self) -> int:
-        """How the fused kernels round what they store (``numerics.STORE_MODES``)."""
-        return STORE_MODES.get((self.format.name, self.stochastic_rounding), 0)
+        """How the fused kernels round what they store now (``numerics.STORE_MODES``)."""
+        return self.store_mode_of(self.format)
+
+    def store_mode_of(self, fmt: Format) -> int:
+        """How the fused kernels round a value stored in ``fmt``."""
+        return STORE_MODES.get((fmt.name, self.stochastic_rounding), 0)
 
     @property
     def dtype(self) -> np.dtype:
@@ -121,15 +147,85 @@ class Backend:
 
     def __repr__(self) -> str:
         sr = ", stochastic rounding" if self.stochastic_rounding else ""
-        return f"{type(self).__name__}({self.format.name}{sr}, seed={self.seed})"
+        recipe = f" {self.storage.recipe}" if self.storage.numerics.emulated else ""
+        return f"{type(self).__name__}({self.numerics}{recipe}{sr}, seed={self.seed})"
 
     def describe(self) -> dict[str, Any]:
+        """What the run used, for results: the numerics, the recipe and the format of each
+        tensor class (``storage``)."""
         return {
             "backend": self.name,
-            "numerics": self.format.name,
+            "numerics": self.numerics,
+            "recipe": self.storage.recipe,
+            "storage": self.storage.names(),
             "stochastic_rounding": self.stochastic_rounding,
             "seed": self.seed,
         }
+
+    def config(self) -> dict[str, Any]:
+        """The ``backend:`` section that rebuilds this backend's numerics."""
+        return {"name": self.name, "numerics": self.numerics,
+                "stochastic_rounding": self.stochastic_rounding,
+                "recipe": self.storage.recipe, "storage": self.storage.names()}
+
+    # ----------------------------------------------------------------- tensor classes
+    def storing(self, tensor_class: str) -> contextlib.AbstractContextManager[None]:
+        """Inside the block, ``quantize`` (and the fused kernels) round to the format of
+        ``tensor_class`` (``numerics.TENSOR_CLASSES``); a shared no-op when that is the
+        current format and nothing counts."""
+        fmt = self.storage.formats[tensor_class]
+        if self.flow is None and fmt is self.format:
+            return _NO_SCOPE
+        return self._storing(tensor_class, fmt)
+
+    @contextlib.contextmanager
+    def _storing(self, tensor_class: str, fmt: Format) -> Iterator[None]:
+        previous = self.format
+        self.format = fmt
+        flow = self.flow
+        counted = flow.tensor_class if flow is not None else None
+        if flow is not None:
+            flow.tensor_class = tensor_class
+        try:
+            yield
+        finally:
+            self.format = previous
+            if flow is not None:
+                flow.tensor_class = counted
+
+    def attach_master(self, p: Any) -> None:
+        """Give ``p`` the master copy its storage asks for (``p.master``: the array the
+        optimizer steps), from ``p.value`` as it is, then round ``p.value`` to the weights'
+        format. Without one, ``p.value`` is rounded to the weights' format."""
+        if self.storage.keeps_master:
+            p.master = self.xp.array(p.value, copy=True)
+        else:
+            p.master = None
+        with self.storing("weights"):
+            self.quantize(p.value)
+
+    def sync_weights(self, p: Any) -> None:
+        """After a step of ``p``'s master copy: the weights the layers read are that copy,
+        rounded to the weights' format (nothing to do without a master copy)."""
+        if p.master is not None:
+            self._copy_weights(p.master, p.value)
+
+    def _copy_weights(self, master: Any, weights: Any) -> None:
+        weights[...] = master
+        with self.storing("weights"):
+            self.quantize(weights)
+
+    def assign_param(self, p: Any, values: Any) -> None:
+        """Set ``p`` to ``values`` (its master copy, where it keeps one, then its weights)."""
+        if p.master is not None:
+            p.master[...] = values
+            with self.storing("master_weights"):
+                self.quantize(p.master)
+            self.sync_weights(p)
+            return
+        p.value[...] = values
+        with self.storing("weights"):
+            self.quantize(p.value)
 
     # ----------------------------------------------------------------- allocation
     def empty(self, shape: Any, dtype: Any = None) -> Any:
@@ -627,8 +723,12 @@ class Backend:
         w += v
 
     def sgd_update(self, w: Any, g: Any, v: Any, lr: float, momentum: float,
-                   nesterov: bool, inv_scale: float, weight_decay: float) -> None:
-        """One SGD step in place, every stored result rounded.
+                   nesterov: bool, inv_scale: float, weight_decay: float,
+                   weights: Any = None) -> None:
+        """One SGD step in place, every stored result rounded: ``v`` to the optimizer
+        state's format, ``w`` (a parameter's ``primary``) to the master weights'; then, when
+        ``w`` is a master copy, ``weights`` (what the layers read) = ``w`` rounded to the
+        weights' format.
 
         ``grad = g * inv_scale + weight_decay * w``; with a velocity ``v``:
         ``v = momentum * v - lr * grad`` (stored), then ``w += v`` (Nesterov:
@@ -645,13 +745,17 @@ class Backend:
         else:
             v *= momentum
             v += step
-            self.quantize(v)
+            with self.storing("optimizer_state"):
+                self.quantize(v)
             if nesterov:
                 step += momentum * v
                 w += step
             else:
                 w += v
-        self.quantize(w)
+        with self.storing(self.storage.stepped):
+            self.quantize(w)
+        if weights is not None:
+            self._copy_weights(w, weights)
 
     def _scratch(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A reusable work array (one per shape and dtype) for in-place update formulas."""

@@ -60,8 +60,10 @@ class CPUBackend(Backend):
         stochastic_rounding: bool = False,
         seed: int = 0,
         threads: int | None = None,
+        recipe: str | None = None,
+        storage: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(numerics, stochastic_rounding, seed)
+        super().__init__(numerics, stochastic_rounding, seed, recipe, storage)
         if threads:
             self.set_threads(threads)
 
@@ -89,18 +91,37 @@ class CPUBackend(Backend):
         return kernels.flow_counts(x.reshape(-1), x.dtype.type(self.format.tiny))
 
     def sgd_update(self, w: np.ndarray, g: np.ndarray, v: Any, lr: float, momentum: float,
-                   nesterov: bool, inv_scale: float, weight_decay: float) -> None:
+                   nesterov: bool, inv_scale: float, weight_decay: float,
+                   weights: Any = None) -> None:
         """One fused pass (measured 2-2.5x faster than array ops and separate roundings), on
-        the BLAS's threads for big 16-bit arrays (``cpu_omp``); numpy's array ops for
-        non-contiguous arrays, and at full precision for plain SGD or with overflow
-        counting on."""
-        mode = self.store_mode
+        the BLAS's threads for big arrays with velocity and weights in one format
+        (``cpu_omp``), the mixed recipe's master step writing the 16-bit copy in the same
+        pass; numpy's array ops for non-contiguous arrays, and at full precision for plain
+        SGD or with overflow counting on."""
+        storage = self.storage
+        wmode = self.store_mode_of(storage.of("master_weights"))
+        vmode = self.store_mode_of(storage.of("optimizer_state")) if v is not None else wmode
+        mode = wmode if vmode == wmode else -1
         contiguous = w.flags.c_contiguous and g.flags.c_contiguous and (
             v is None or v.flags.c_contiguous)
+        if weights is not None:
+            copy = self.store_mode_of(storage.of("weights"))
+            if (mode == 0 and copy in (1, 2) and v is not None and self.flow is None
+                    and contiguous and weights.flags.c_contiguous):
+                dt = w.dtype.type
+                args = (w.reshape(-1), g.reshape(-1), v.reshape(-1), weights.reshape(-1),
+                        dt(lr), dt(momentum), bool(nesterov), dt(inv_scale), dt(weight_decay),
+                        copy == 2)
+                if not cpu_omp.momentum_master_16(*args):
+                    kernels.momentum_master_16(*args)
+                return None
+            self.sgd_update(w, g, v, lr, momentum, nesterov, inv_scale, weight_decay)
+            self._copy_weights(w, weights)
+            return None
         if not contiguous or (mode == 0 and (v is None or self.flow is not None)):
             return super().sgd_update(w, g, v, lr, momentum, nesterov, inv_scale, weight_decay)
         dt = w.dtype.type
-        if v is not None and mode < 3 and self.flow is None:
+        if v is not None and 0 <= mode < 3 and self.flow is None:
             args = (w.reshape(-1), g.reshape(-1), v.reshape(-1), dt(lr), dt(momentum),
                     bool(nesterov), dt(inv_scale), dt(weight_decay))
             if mode == 0:
@@ -109,16 +130,18 @@ class CPUBackend(Backend):
                 one_pass = mode == 2 or kernels.FP16_IN_HARDWARE
                 teamed = one_pass and cpu_omp.momentum_16(*args, bf16=mode == 2)
             if not teamed:
-                kernels.FAST_MOMENTUM[self.format.name](*args)
+                kernels.FAST_MOMENTUM[storage.of("master_weights").name](*args)
             return None
-        offset = self.next_rounding_offset(2 * w.size) if mode > 2 else 0
+        offset = self.next_rounding_offset(2 * w.size) if max(vmode, wmode) > 2 else 0
         vel = v.reshape(-1) if v is not None else np.empty(0, dtype=w.dtype)
-        over, under = kernels.sgd_update.serial(
+        over_v, under_v, over_w, under_w = kernels.sgd_update.serial(
             w.reshape(-1), g.reshape(-1), vel, dt(lr), dt(momentum), bool(nesterov),
-            dt(inv_scale), dt(weight_decay), np.int64(mode), np.uint64(self.seed),
-            np.uint64(offset))
+            dt(inv_scale), dt(weight_decay), np.int64(vmode), np.int64(wmode),
+            np.uint64(self.seed), np.uint64(offset))
         if self.flow is not None:
-            self.flow.add(int(w.size + vel.size), int(over), int(under))
+            if vel.size:
+                self.flow.add(int(vel.size), int(over_v), int(under_v), "optimizer_state")
+            self.flow.add(int(w.size), int(over_w), int(under_w), storage.stepped)
         return None
 
     def describe(self) -> dict[str, Any]:

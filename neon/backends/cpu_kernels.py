@@ -196,29 +196,32 @@ def store(x, mode, seed, index):  # pragma: no cover - compiled
 
 
 @_kernel
-def sgd_update(w, g, v, lr, mu, nesterov, inv_scale, wd, mode, seed, offset):
+def sgd_update(w, g, v, lr, mu, nesterov, inv_scale, wd, vmode, wmode, seed, offset):
     """One fused SGD step (the generic ``Backend.sgd_update`` in one pass): gradient
-    unscaled plus weight decay, velocity (if ``v`` is not empty) updated and stored, then
-    the weights; (overflow, underflow) of the stored values."""  # pragma: no cover
+    unscaled plus weight decay, velocity (if ``v`` is not empty) updated and stored under
+    ``vmode``, then the weights under ``wmode``; (overflow, underflow) of the stored
+    velocities, then of the stored weights."""  # pragma: no cover
     n = w.size
     has_v = v.size == n
-    over = 0
-    under = 0
+    over_v = 0
+    under_v = 0
+    over_w = 0
+    under_w = 0
     for i in nb.prange(n):
         grad = g[i] * inv_scale + wd * w[i]
         if has_v:
-            vel, o1, u1 = store(mu * v[i] - lr * grad, mode, seed, offset + i)
+            vel, o1, u1 = store(mu * v[i] - lr * grad, vmode, seed, offset + i)
             v[i] = vel
             step = mu * vel - lr * grad if nesterov else vel
+            over_v += o1
+            under_v += u1
         else:
-            o1 = 0
-            u1 = 0
             step = -lr * grad
-        new, o2, u2 = store(w[i] + step, mode, seed, offset + n + i)
+        new, o2, u2 = store(w[i] + step, wmode, seed, offset + n + i)
         w[i] = new
-        over += o1 + o2
-        under += u1 + u2
-    return over, under
+        over_w += o2
+        under_w += u2
+    return over_v, under_v, over_w, under_w
 
 
 @_kernel
@@ -427,6 +430,19 @@ def momentum_full(w, g, v, lr, mu, nesterov, inv_scale, wd):  # pragma: no cover
         vel, grad = _momentum_step(w, g, v, i, lr, mu, nesterov, inv_scale, wd)
         v[i] = vel
         w[i] += mu * vel - lr * grad if nesterov else vel
+
+
+@nb.njit(**_OPTS)
+def momentum_master_16(w, g, v, out, lr, mu, nesterov, inv_scale, wd, bf16):  # pragma: no cover
+    """``momentum_full`` on master weights ``w`` that also writes them, rounded to
+    nearest-even bf16 (``bf16``) or fp16, into ``out`` (the weights the layers read): one pass
+    where the step and the rounded copy take three."""
+    for i in range(w.size):
+        vel, grad = _momentum_step(w, g, v, i, lr, mu, nesterov, inv_scale, wd)
+        v[i] = vel
+        new = w[i] + (mu * vel - lr * grad if nesterov else vel)
+        w[i] = new
+        out[i] = _stored(new, bf16)
 
 
 @nb.njit(**_OPTS)

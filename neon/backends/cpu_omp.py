@@ -6,7 +6,8 @@ threads instead, through its runtime's ``GOMP_parallel``. Each thread takes a co
 cache-line aligned chunk of the arrays, so the results are the serial kernels', bit for bit.
 On this project's 2 cores, the 16-bit momentum step over the benchmark MLP's 1.86 M weights
 took 475 us against 850 us. The passes are the optimizers' fused steps (momentum at full and
-16-bit precision, the folded step's finish with weight decay) and rounding (nearest and
+16-bit precision and of master weights with their 16-bit copy, the folded step's finish with
+weight decay) and rounding (nearest and
 stochastic); fp32 arrays only. Without oneMKL's runtime (OpenBLAS, numpy) the serial kernels
 run.
 
@@ -28,7 +29,7 @@ from neon.backends import cpu_kernels as kernels
 from neon.backends.ccall import address, call_int, pointer
 
 __all__ = ["MIN_SIZE", "Team", "all_finite_bits", "momentum_16", "momentum_finish",
-           "momentum_full", "round_16", "sround_16"]
+           "momentum_full", "momentum_master_16", "round_16", "sround_16"]
 
 # Below 2 MB of fp32 the serial pass is as fast: rounding a GEMM's 128x1024 output right
 # after it took 54 us on the team against 34 us serially (half of it sits in the other
@@ -90,13 +91,17 @@ def _slice(a, slot, lo, hi):  # pragma: no cover - compiled
 
 @nb.cfunc(_SIGNATURE, cache=True)
 def _momentum(data):  # pragma: no cover - compiled
-    """The full-precision step (a[12] = 0) or the one-pass 16-bit one (bf16 when a[11])."""
+    """The full-precision step (a[12] = 0), the one-pass 16-bit one (bf16 when a[11]), or
+    the full-precision step of master weights with their rounded copy at a[13]."""
     a = nb.carray(data, _FLAGS, dtype=np.int64)
     f = nb.carray(data, _FLAGS, dtype=np.float64)
     _, lo, hi = _chunk(a)
     w, g, v = _slice(a, 3, lo, hi), _slice(a, 4, lo, hi), _slice(a, 5, lo, hi)
     lr, mu, inv_scale, wd = np.float32(f[6]), np.float32(f[7]), np.float32(f[8]), np.float32(f[9])
-    if a[12]:
+    if a[13]:
+        kernels.momentum_master_16(w, g, v, _slice(a, 13, lo, hi), lr, mu, a[10] != 0,
+                                   inv_scale, wd, a[11] != 0)
+    elif a[12]:
         kernels._momentum_16_one_pass(w, g, v, lr, mu, a[10] != 0, inv_scale, wd, a[11] != 0)
     else:
         kernels.momentum_full(w, g, v, lr, mu, a[10] != 0, inv_scale, wd)
@@ -152,13 +157,15 @@ def _teamed(x: np.ndarray, dtype: Any = np.float32) -> bool:
 
 
 def _run_momentum(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float,
-                  nesterov: bool, inv_scale: float, wd: float, bf16: bool | None) -> bool:
+                  nesterov: bool, inv_scale: float, wd: float, bf16: bool | None,
+                  out: np.ndarray | None = None) -> bool:
     if not _teamed(w):
         return False
     args = TEAM.arguments(w.size)
     args[3:6] = w.ctypes.data, g.ctypes.data, v.ctypes.data
     args.view(np.float64)[6:10] = lr, mu, inv_scale, wd
-    args[10:13] = bool(nesterov), bool(bf16), bf16 is not None
+    args[10:14] = (bool(nesterov), bool(bf16), bf16 is not None and out is None,
+                   0 if out is None else out.ctypes.data)
     TEAM.run(_momentum, args)
     return True
 
@@ -175,6 +182,14 @@ def momentum_full(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: fl
                   nesterov: bool, inv_scale: float, wd: float) -> bool:
     """The full-precision momentum step (``cpu_kernels.momentum_full``) on the team."""
     return _run_momentum(w, g, v, lr, mu, nesterov, inv_scale, wd, None)
+
+
+def momentum_master_16(w: np.ndarray, g: np.ndarray, v: np.ndarray, out: np.ndarray,
+                       lr: float, mu: float, nesterov: bool, inv_scale: float, wd: float,
+                       bf16: bool) -> bool:
+    """The master weights' step with their rounded copy (``cpu_kernels.momentum_master_16``)
+    on the team; ``out`` is flat fp32 of ``w``'s size."""
+    return _run_momentum(w, g, v, lr, mu, nesterov, inv_scale, wd, bool(bf16), out)
 
 
 def momentum_finish(w: np.ndarray, v: np.ndarray, decay: float) -> bool:

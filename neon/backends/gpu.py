@@ -67,6 +67,8 @@ class GPUBackend(Backend):
         seed: int = 0,
         device: int | None = None,
         threads: int | None = None,
+        recipe: str | None = None,
+        storage: dict[str, str] | None = None,
     ) -> None:
         self.xp = _import_cupy()
         count = _device_count(self.xp)
@@ -78,7 +80,7 @@ class GPUBackend(Backend):
             raise UserError(f"GPU {index} does not exist: {count} visible", key="device")
         self.device = self.xp.cuda.Device(index)
         self.device.use()
-        super().__init__(numerics, stochastic_rounding, seed)
+        super().__init__(numerics, stochastic_rounding, seed, recipe, storage)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -114,9 +116,18 @@ class GPUBackend(Backend):
         return packed >> 32, packed & 0xFFFFFFFF
 
     # ----------------------------------------------------------------- GEMM
+    @property
+    def _half_operands(self) -> bool:
+        """Whether GEMMs take 16-bit operands: the format stored now is 16-bit and the
+        GEMMs' operands (weights, activations, gradients) are all stored in it, so the cast
+        to 16 bits is exact, as on the CPU; otherwise fp32 GEMMs."""
+        fmt, storage = self.format, self.storage
+        return fmt.emulated and all(
+            storage.of(c) is fmt for c in ("weights", "activations", "gradients"))
+
     def dot(self, a: Any, b: Any, out: Any = None, trans_a: bool = False,
             trans_b: bool = False, accumulate: bool = False) -> Any:
-        if not self.format.emulated:
+        if not self._half_operands:
             return super().dot(a, b, out, trans_a, trans_b, accumulate)
         if out is None:
             m = a.shape[1] if trans_a else a.shape[0]
@@ -128,7 +139,7 @@ class GPUBackend(Backend):
 
     def _group_matmul(self, a: Any, b: Any, out: Any, groups: int, trans_a: bool = False,
                       trans_b: bool = False) -> None:
-        if not self.format.emulated:
+        if not self._half_operands:
             return super()._group_matmul(a, b, out, groups, trans_a, trans_b)
         if groups == 1:
             return self._half_gemm(a, b, out, trans_a, trans_b)
@@ -209,7 +220,7 @@ class GPUBackend(Backend):
                      padding: tuple[int, int]) -> Any:
         """fp16/bf16: the unfolded input is written as 16-bit GEMM operands directly (one
         pass instead of unfold + cast); fp32/fp64 unfold as usual."""
-        if not self.format.emulated or x.dtype != np.float32:
+        if not self._half_operands or x.dtype != np.float32:
             return super()._conv_unfold(x, ws, shape, fshape, strides, padding)
         col16 = self._work(ws, "col16", shape, self._half_dtype())
         self._im2col(x, col16, "f16" if self.format.name == "fp16" else "bf16", fshape,
@@ -236,21 +247,29 @@ class GPUBackend(Backend):
 
     # ----------------------------------------------------------------- optimizer steps
     def sgd_update(self, w: Any, g: Any, v: Any, lr: float, momentum: float,
-                   nesterov: bool, inv_scale: float, weight_decay: float) -> None:
-        """One fused kernel launch per parameter (the step is launch-bound on a GPU)."""
+                   nesterov: bool, inv_scale: float, weight_decay: float,
+                   weights: Any = None) -> None:
+        """One fused kernel launch per parameter (the step is launch-bound on a GPU):
+        velocity and weights rounded to the optimizer state's and master weights'
+        formats."""
         if self.flow is not None:  # the diagnostics count what each rounding does
             return super().sgd_update(w, g, v, lr, momentum, nesterov, inv_scale,
-                                      weight_decay)
-        mode = np.int32(self.store_mode)
+                                      weight_decay, weights)
+        wmode = np.int32(self.store_mode_of(self.storage.of("master_weights")))
+        vmode = np.int32(self.store_mode_of(self.storage.of("optimizer_state")))
         n = int(w.size)
-        offset = self.next_rounding_offset(2 * n) if mode > 2 else 0
+        offset = self.next_rounding_offset(2 * n) if max(wmode, vmode) > 2 else 0
         dt = w.dtype.type
-        common = (mode, np.uint64(self.seed), np.uint64(offset), np.uint64(n))
+        common = (np.uint64(self.seed), np.uint64(offset), np.uint64(n))
         if v is None:
-            kernels.sgd_plain(self.xp)(g, dt(lr), dt(inv_scale), dt(weight_decay), *common, w)
+            kernels.sgd_plain(self.xp)(g, dt(lr), dt(inv_scale), dt(weight_decay), wmode,
+                                       *common, w)
         else:
             kernels.sgd_momentum(self.xp)(g, dt(lr), dt(momentum), dt(inv_scale),
-                                          dt(weight_decay), *common, bool(nesterov), w, v)
+                                          dt(weight_decay), vmode, wmode, *common,
+                                          bool(nesterov), w, v)
+        if weights is not None:
+            self._copy_weights(w, weights)
         return None
 
     # ----------------------------------------------------------------- pooling

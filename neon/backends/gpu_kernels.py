@@ -297,18 +297,19 @@ __device__ __forceinline__ float neon_store(float x, int mode, unsigned long lon
 
 @cache
 def sgd_momentum(cupy: Any) -> Any:
-    """The CPU ``sgd_update`` kernel's arithmetic, one thread per weight."""
+    """The CPU ``sgd_update`` kernel's arithmetic, one thread per weight: the velocity
+    stored under ``vmode``, the weights under ``wmode``."""
     return cupy.ElementwiseKernel(
-        "T g, T lr, T mu, T inv_scale, T wd, int32 mode, uint64 seed, uint64 offset, "
-        "uint64 count, bool nesterov", "T w, T v",
+        "T g, T lr, T mu, T inv_scale, T wd, int32 vmode, int32 wmode, uint64 seed, "
+        "uint64 offset, uint64 count, bool nesterov", "T w, T v",
         """
         T grad = g * inv_scale + wd * w;
-        T vel = (T)neon_store((float)(mu * v - lr * grad), mode, seed, offset + i);
-        if (mode == 0) vel = mu * v - lr * grad;
+        T vel = (T)neon_store((float)(mu * v - lr * grad), vmode, seed, offset + i);
+        if (vmode == 0) vel = mu * v - lr * grad;
         v = vel;
         T step = nesterov ? mu * vel - lr * grad : vel;
         T nw = w + step;
-        w = mode == 0 ? nw : (T)neon_store((float)nw, mode, seed, offset + count + i);
+        w = wmode == 0 ? nw : (T)neon_store((float)nw, wmode, seed, offset + count + i);
         """, "neon_sgd_momentum", preamble=PREAMBLE + _STORE)
 
 

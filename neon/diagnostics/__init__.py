@@ -48,8 +48,9 @@ def flatten_record(record: dict[str, Any]) -> dict[str, float]:
     """One epoch record as flat scalar metrics (for MLflow, tables and journals).
 
     Diagnostics become ``time_fprop_ms/<layer>``, ``overflow/<layer>``, ``underflow/<layer>``,
-    ``overflow_fraction`` (all layers) and ``range_max/<layer>/<tensor>``-style keys;
-    non-numeric values are dropped.
+    ``overflow_fraction`` (all layers), ``underflow_fraction/<tensor class>`` (e.g.
+    ``optimizer_state``) and ``range_max/<layer>/<tensor>``-style keys; non-numeric values
+    are dropped.
     """
     out: dict[str, float] = {}
     for key, value in record.items():
@@ -63,6 +64,9 @@ def flatten_record(record: dict[str, Any]) -> dict[str, float]:
             out[f"time_{phase}/{layer}"] = float(ms)
     for kind, frac in (diag.get("flow_total") or {}).items():
         out[f"{kind}_fraction"] = float(frac)
+    for tensor_class, fractions in (diag.get("flow_classes") or {}).items():
+        for kind, frac in fractions.items():
+            out[f"{kind}_fraction/{tensor_class}"] = float(frac)
     for scope, fractions in (diag.get("flow") or {}).items():
         for kind, frac in fractions.items():
             out[f"{kind}/{scope}"] = float(frac)

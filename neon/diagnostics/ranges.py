@@ -1,4 +1,10 @@
-"""Numeric ranges of each layer's tensors: min, max, mean |x| and non-finite counts."""
+"""Numeric ranges of each layer's tensors: min, max, mean |x| and non-finite counts.
+
+Tensors are a layer's output, its parameters (``W``), their gradients (``dW``), the
+optimizer's state of each parameter (``W.velocity``, ``W.m``, ``W.v``, ...) and the master
+copy of the weights where the storage keeps one (``W.master``). How many stored values of
+each tensor class over- or underflowed is the backend's ``FlowCounter`` (``flow_classes``).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,13 @@ class RangeRecorder:
         acc[2] += mean_abs if not math.isnan(mean_abs) else 0.0
         acc[3] += bad
         acc[4] += 1
+
+    def observe_param_state(self, layer: str, p: Any) -> None:
+        """The optimizer state arrays of parameter ``p`` and its master copy, if any."""
+        for slot, arr in p.state.items():
+            self.observe(layer, f"{p.name}.{slot}", arr)
+        if p.master is not None:
+            self.observe(layer, f"{p.name}.master", p.master)
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{layer: {tensor: {"min", "max", "mean_abs", "nonfinite"}}}``."""

@@ -45,10 +45,11 @@ class Embedding(Layer):
 
     def allocate(self, be: Any) -> None:
         super().allocate(be)
-        exact = 2 ** (be.format.mantissa_bits + 1)
+        ids = be.storage.of("activations")  # the ids arrive as the model's input
+        exact = 2 ** (ids.mantissa_bits + 1)
         if self.vocab > exact:
             raise ConfigError(
-                f"vocab {self.vocab} > {exact}: ids are not exact in {be.numerics} storage; "
+                f"vocab {self.vocab} > {exact}: ids are not exact in {ids.name} storage; "
                 "use fp32 numerics or a smaller vocabulary", key=self.name)
         self.W = self.add_param("W", self.init(be, (self.vocab, self.nout), self.vocab,
                                                self.nout), decay=False)

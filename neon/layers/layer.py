@@ -33,7 +33,8 @@ class Param:
     """A trainable array, its gradient and the optimizer's per-parameter state. ``fold``
     is an optimizer's request for the coming bprop; a layer that honours it (in its
     gradient GEMM or epilogue, through ``grad_target``) sets ``folded`` and leaves ``grad``
-    alone."""
+    alone. ``master`` is the wider copy the optimizer steps where the backend's storage
+    keeps one (``Backend.attach_master``); layers read ``value``."""
 
     name: str
     value: Any
@@ -43,10 +44,17 @@ class Param:
     state: dict[str, Any] = field(default_factory=dict)
     fold: GradientFold | None = None
     folded: bool = False
+    master: Any = None
 
     @property
     def key(self) -> str:
         return f"{self.layer}/{self.name}"
+
+    @property
+    def primary(self) -> Any:
+        """The array an optimizer steps: the master copy where there is one, else
+        ``value``."""
+        return self.value if self.master is None else self.master
 
     def grad_target(self) -> tuple[Any, float, float]:
         """``(array, alpha, beta)``: where a layer writes ``alpha * gradient + beta * array``

@@ -113,16 +113,17 @@ class RBMLayer(Layer):
         m = v.shape[0]
         if persistent:
             self.chain = v
-        be.dot(v, ph, out=self.W.grad, trans_a=True)
-        self.W.grad *= 1.0 / m
-        pos = be.dot(v0, ph0, trans_a=True)
-        pos *= 1.0 / n
-        self.W.grad -= pos
-        xp = be.xp
-        xp.subtract(v.mean(axis=0), v0.mean(axis=0), out=self.vbias.grad)
-        xp.subtract(ph.mean(axis=0), ph0.mean(axis=0), out=self.hbias.grad)
-        for p in self.params:
-            be.quantize(p.grad)
+        with be.storing("gradients"):
+            be.dot(v, ph, out=self.W.grad, trans_a=True)
+            self.W.grad *= 1.0 / m
+            pos = be.dot(v0, ph0, trans_a=True)
+            pos *= 1.0 / n
+            self.W.grad -= pos
+            xp = be.xp
+            xp.subtract(v.mean(axis=0), v0.mean(axis=0), out=self.vbias.grad)
+            xp.subtract(ph.mean(axis=0), ph0.mean(axis=0), out=self.hbias.grad)
+            for p in self.params:
+                be.quantize(p.grad)
 
     def free_energy(self, v: Any) -> Any:
         """F(v) = -v.vbias - sum_j softplus(v W + hbias)_j per row (float64)."""

@@ -75,10 +75,11 @@ class Autoencoder(Model):
         for layer in self.tied:  # two layers share the gradient: it must be stored
             layer.source.W.fold = None
         super().bprop(delta, timer)
-        for layer in self.tied:  # the encoder's bprop has written its own share by now
-            w = layer.source.W
-            w.grad += layer.grad_W
-            self.be.quantize(w.grad)
+        with self.be.storing("gradients"):
+            for layer in self.tied:  # the encoder's bprop has written its own share by now
+                w = layer.source.W
+                w.grad += layer.grad_W
+                self.be.quantize(w.grad)
 
     def _wrap(self, data: Any) -> Any:
         if data is None or isinstance(data, ReconstructionTargets):

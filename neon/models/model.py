@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,10 +30,13 @@ __all__ = ["History", "Model"]
 
 @dataclass
 class History:
-    """Per-epoch records of a ``fit`` call; ``final`` is the last epoch's record."""
+    """Per-epoch records of a ``fit`` call; ``final`` is the last epoch's record.
+    ``numerics`` is the backend's description (``Backend.describe``: numerics, recipe and
+    the format each tensor class was stored in)."""
 
     epochs: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    numerics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -50,7 +54,8 @@ class Model:
 
     ``Model(layers, cost, be=None)``; layers are Layer objects or YAML-style specs. The model
     is initialized (shapes, parameters) on the first ``fit``/``eval``/``predict``, or by
-    ``initialize(in_shape)``.
+    ``initialize(in_shape)``. ``config`` is the model YAML it was built from; built in
+    Python from specs, it is those specs (so that ``save`` and ``Model.load`` rebuild it).
     """
 
     def __init__(
@@ -76,13 +81,26 @@ class Model:
         self.cost = build_cost(cost)
         self.be = be
         self.name = name
-        self.config = config
+        self.config = config if config is not None else self._spec_config(layers, cost)
         self.in_shape: tuple[int, ...] | None = None
         self.epoch = 0  # epochs trained so far
         self.shortcut = False
         self.optimizer: Optimizer | None = None
         self.loss_scaler: LossScaler | None = None
         self.meta: dict[str, Any] = {}
+
+    def _spec_config(self, layers: Sequence[Layer | dict], cost: Any) -> dict[str, Any] | None:
+        """The model YAML of a model built in Python from plain specs (None when a layer or
+        the cost is an object, which no YAML names)."""
+        model: dict[str, Any] = {"layers": list(layers), "cost": cost}
+        kind = getattr(type(self), "registry_name", None)
+        if kind:
+            model["type"] = kind
+        config = {"name": self.name, "model": model}
+        try:
+            return json.loads(json.dumps(config))  # a plain copy, or not expressible
+        except (TypeError, ValueError):
+            return None
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -93,14 +111,16 @@ class Model:
         """Configure shapes and allocate parameters on ``be`` (default: CPU fp32)."""
         if self.initialized:
             return self
-        self.be = be or self.be or gen_backend("cpu")
+        self.be = be = be or self.be or gen_backend("cpu")
         shape = tuple(int(s) for s in in_shape)
         self.in_shape = shape
         for layer in self.layers:
             shape = layer.configure(shape)
-            layer.allocate(self.be)
+            with be.storing("master_weights"):  # initial values at the stepped precision
+                layer.allocate(be)
             for p in layer.params:
                 p.layer = layer.name or ""
+                be.attach_master(p)
         self.out_shape = shape
         self.layers[0].need_input_grad = False
         last = self.layers[-1]
@@ -134,24 +154,26 @@ class Model:
     # ----------------------------------------------------------------- compute
     def fprop(self, x: Any, inference: bool = False, timer: LayerTimer | None = None) -> Any:
         be = self.be
-        for layer in self.layers:
-            with be.scope(layer.name or ""):
-                if timer is None:
-                    x = layer.fprop(x, inference)
-                else:
-                    with timer.span(layer.name or "", "fprop"):
+        with be.storing("activations"):
+            for layer in self.layers:
+                with be.scope(layer.name or ""):
+                    if timer is None:
                         x = layer.fprop(x, inference)
+                    else:
+                        with timer.span(layer.name or "", "fprop"):
+                            x = layer.fprop(x, inference)
         return x
 
     def bprop(self, delta: Any, timer: LayerTimer | None = None) -> None:
         be = self.be
-        for layer in reversed(self.layers):
-            with be.scope(layer.name or ""):
-                if timer is None:
-                    delta = layer.bprop(delta)
-                else:
-                    with timer.span(layer.name or "", "bprop"):
+        with be.storing("gradients"):
+            for layer in reversed(self.layers):
+                with be.scope(layer.name or ""):
+                    if timer is None:
                         delta = layer.bprop(delta)
+                    else:
+                        with timer.span(layer.name or "", "bprop"):
+                            delta = layer.bprop(delta)
 
     def _targets(self, y_host: np.ndarray, out_buf: dict[str, Any]) -> Any:
         """Targets on the device: one-hot rows for integer labels when the cost wants them."""
@@ -171,17 +193,18 @@ class Model:
         layer can write into the dataset), else copied into a buffer and rounded there."""
         be = self.be
         x = be.asarray(x_host)
-        if not be.format.emulated and x.dtype == be.dtype and x.flags.c_contiguous:
-            if isinstance(x, np.ndarray):
-                x = x.view()
-                x.flags.writeable = False
-            return be.quantize(x)
-        buf = bufs.get("x")
-        if buf is None or buf.shape != x_host.shape:
-            buf = be.empty(x_host.shape)
-            bufs["x"] = buf
-        buf[...] = x
-        return be.quantize(buf)
+        with be.storing("activations"):
+            if not be.format.emulated and x.dtype == be.dtype and x.flags.c_contiguous:
+                if isinstance(x, np.ndarray):
+                    x = x.view()
+                    x.flags.writeable = False
+                return be.quantize(x)
+            buf = bufs.get("x")
+            if buf is None or buf.shape != x_host.shape:
+                buf = be.empty(x_host.shape)
+                bufs["x"] = buf
+            buf[...] = x
+            return be.quantize(buf)
 
     # ----------------------------------------------------------------- training
     def fit(
@@ -209,7 +232,7 @@ class Model:
         metric_objs = build_metrics(metrics)
         self.optimizer = optimizer
         if self.loss_scaler is None or loss_scale is not None:
-            self.loss_scaler = build_loss_scaler(loss_scale, be.numerics)
+            self.loss_scaler = build_loss_scaler(loss_scale, be.storage.of("gradients").name)
         scaler = self.loss_scaler
         params = self.params
         grads = [p.grad for p in params]
@@ -243,7 +266,7 @@ class Model:
         returns its record; callbacks see each record and may stop the loop."""
         start = self.epoch if initial_epoch is None else int(initial_epoch)
         cbs = CallbackList(callbacks)
-        history = History()
+        history = History(numerics=self.be.describe())
         cbs.on_train_begin(self, epochs, start)
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             for epoch in range(start, epochs):
@@ -294,7 +317,7 @@ class Model:
             total_loss += loss * len(xb)
             total_rows += len(xb)
             delta = self._delta_buffer(y, bufs)
-            with be.scope("cost"):
+            with be.scope("cost"), be.storing("gradients"):
                 if self.shortcut:
                     self.cost.bprop_shortcut(be, y, t, delta, scaler.scale)
                 else:
@@ -343,6 +366,7 @@ class Model:
             for p in layer.params:
                 ranges.observe(name, p.name, p.value)
                 ranges.observe(name, f"d{p.name}", p.grad)
+                ranges.observe_param_state(name, p)
 
     def _diagnostics(
         self, timer: LayerTimer | None, ranges: RangeRecorder | None
@@ -355,6 +379,7 @@ class Model:
             if self.be.flow is not None:
                 out["flow"] = self.be.flow.fractions()
                 out["flow_total"] = self.be.flow.total()
+                out["flow_classes"] = self.be.flow.class_fractions()
         return out
 
     # ----------------------------------------------------------------- inference

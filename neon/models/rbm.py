@@ -230,8 +230,8 @@ class DBN(Model):
                                     "reconstruction_error": loss,
                                     "seconds": time.perf_counter() - t0})
                 target = self.layers[i]
-                target.W.value[...] = rbm.W.value
-                target.b.value[...] = rbm.hbias.value
+                be.assign_param(target.W, rbm.W.primary)
+                be.assign_param(target.b, rbm.hbias.primary)
         self.pretrained = True
         self.pretrain_history = records
         return records

@@ -38,4 +38,5 @@ class Adadelta(Optimizer):
         step = -xp.sqrt(edx2 + eps) / xp.sqrt(eg2 + eps) * g
         edx2 *= rho
         edx2 += (1.0 - rho) * step * step
-        p.value += lr * step
+        w = p.primary
+        w += lr * step

@@ -40,4 +40,5 @@ class Adam(Optimizer):
         v += (1.0 - self.beta_2) * g * g
         t = self.steps
         lr_t = lr * math.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
-        p.value -= lr_t * m / (xp.sqrt(v) + self.epsilon)
+        w = p.primary
+        w -= lr_t * m / (xp.sqrt(v) + self.epsilon)

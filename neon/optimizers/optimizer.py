@@ -1,8 +1,10 @@
 """Optimizer base class: learning-rate schedule, loss-scale removal, weight decay, clipping.
 
-Subclasses implement ``update(be, param, grad, lr)`` in place; state arrays live in
-``param.state`` (so they are saved with the model) and, like weights, are rounded to the
-storage format after every step.
+Subclasses implement ``update(be, param, grad, lr)`` in place on ``param.primary`` (the
+master copy of the weights where the backend's storage keeps one); state arrays live in
+``param.state`` (so they are saved with the model). After every step the state is rounded
+to the optimizer state's format, the stepped array to the master weights' and the weights the
+layers read to the weights' (``numerics.Storage``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from neon.layers.layer import Param
 from neon.optimizers.schedules import Schedule, build_schedule
-from neon.registry import Registry
+from neon.registry import Registry, spec_of
 
 __all__ = ["OPTIMIZERS", "Optimizer"]
 
@@ -78,12 +80,17 @@ class Optimizer:
         """One update of every parameter from its gradient (divided by ``grad_scale``)."""
         self.steps += 1
         xp = be.xp
+        keeps_master = be.storage.keeps_master
         for p in params:
             with be.scope(p.layer):
+                if keeps_master and p.master is None:  # a Param made outside Model
+                    be.attach_master(p)
                 folded, p.fold, p.folded = p.folded, None, False
                 if folded:
                     self.finish_fold(be, p)
-                    be.quantize(p.value)
+                    with be.storing(be.storage.stepped):
+                        be.quantize(p.primary)
+                    be.sync_weights(p)
                     continue
                 if self.fused_step(be, p, grad_scale):
                     continue
@@ -91,7 +98,7 @@ class Optimizer:
                 if grad_scale != 1.0:
                     g *= 1.0 / grad_scale
                 if self.weight_decay and p.decay:
-                    g += self.weight_decay * p.value
+                    g += self.weight_decay * p.primary
                 if self.gradient_clip_value is not None:
                     xp.clip(g, -self.gradient_clip_value, self.gradient_clip_value, out=g)
                 if self.gradient_clip_norm is not None:
@@ -101,17 +108,29 @@ class Optimizer:
                 for slot in self.slots:
                     self.state(be, p, slot)
                 self.update(be, p, g, self.lr)
-                be.quantize(p.value)
-                for slot in self.slots:
-                    be.quantize(p.state[slot])
+                with be.storing(be.storage.stepped):
+                    be.quantize(p.primary)
+                with be.storing("optimizer_state"):
+                    for slot in self.slots:
+                        be.quantize(p.state[slot])
+                be.sync_weights(p)
 
     def fused_step(self, be: Any, p: Param, grad_scale: float) -> bool:
-        """Do the whole step of ``p`` in a backend primitive, if this optimizer has one and no
-        clipping is asked for; True when done."""
+        """Do the whole step of ``p`` in a backend primitive (``p.value`` included, where it
+        is a master copy's rounding), if this optimizer has one and no clipping is asked
+        for; True when done."""
         return False
 
     def update(self, be: Any, p: Param, g: Any, lr: float) -> None:
         raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The spec that rebuilds this optimizer (``build_optimizer(opt.config())``), for
+        checkpoints of models built in Python."""
+        spec = spec_of(self, Optimizer)
+        if spec.get("schedule", {}).get("type") == "constant":
+            del spec["schedule"]
+        return spec
 
     def state_dict(self) -> dict[str, Any]:
         """Scalars to resume from (per-parameter arrays are in ``Param.state``)."""

@@ -34,4 +34,5 @@ class RMSProp(Optimizer):
         s = p.state["mean_square"]
         s *= self.decay_rate
         s += (1.0 - self.decay_rate) * g * g
-        p.value -= lr * g / (xp.sqrt(s) + self.epsilon)
+        w = p.primary
+        w -= lr * g / (xp.sqrt(s) + self.epsilon)

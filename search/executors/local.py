@@ -58,6 +58,12 @@ class LocalExecutor(Executor):
     registry_name = "local"
 
     def __init__(self, parallel: int = 1, start_method: str = "forkserver") -> None:
+        """With a cold kernel cache, says once (on stderr) that the workers' first import
+        compiles the engine's kernels: here, before the sweep's first line and progress
+        bar, as the workers' import would compile them while the bar stood still."""
+        from neon.backends.kernel_cache import announce
+
+        announce("neon-search")
         super().__init__(parallel)
         self.ctx = mp.get_context(start_method)
         if start_method == "forkserver":

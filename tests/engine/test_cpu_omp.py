@@ -72,6 +72,32 @@ def test_the_momentum_step_on_the_team_is_the_serial_one(n, bf16, nesterov):
 
 @needs_team
 @pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_master_step_on_the_team_is_the_serial_one_and_the_unfused_one(n, bf16, nesterov):
+    """The mixed recipe's step: fp32 master weights and velocity, and the 16-bit copy the
+    layers read, in one pass; the same bits as the full-precision step followed by a
+    rounded copy."""
+    rng = np.random.default_rng(4)
+    w, g, v = (rng.standard_normal(n).astype(np.float32) * 0.1 for _ in range(3))
+    w[:2], g[2] = [np.inf, np.nan], 1e30
+    out = np.zeros(n, np.float32)
+    f = np.float32
+    scalars = (f(0.01), f(0.9), nesterov, f(0.5), f(1e-3))
+    serial = [a.copy() for a in (w, g, v, out)]
+    cpu_kernels.momentum_master_16(*serial, *scalars, bf16)
+    unfused = [a.copy() for a in (w, g, v)]
+    cpu_kernels.momentum_full(*unfused, *scalars)
+    copy = unfused[0].copy()
+    (cpu_kernels.round_bf16_fast if bf16 else cpu_kernels.round_fp16_fast)(copy.view(np.uint32))
+    assert cpu_omp.momentum_master_16(w, g, v, out, *scalars, bf16=bf16)
+    for got, want, again in zip((w, g, v, out), serial, (*unfused, copy), strict=True):
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(got.view(np.uint32), again.view(np.uint32))
+
+
+@needs_team
+@pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_the_full_precision_steps_on_the_team_are_the_serial_ones(n, nesterov):
     rng = np.random.default_rng(3)
@@ -127,44 +153,52 @@ def test_small_arrays_and_no_team_run_serially(monkeypatch):
     assert not cpu_omp.momentum_16(big, big, big, 0.1, 0.9, False, 1.0, 0.0, False)
 
 
-def _train(numerics, stochastic, optimizer):
+def _train(numerics, stochastic, optimizer, recipe):
     data = load_dataset({"name": "synthetic", "shape": [1024], "nclass": 4, "ntrain": 64,
                          "nvalid": 16, "batch_size": 32})
     model = Model([{"type": "affine", "nout": cpu_omp.MIN_SIZE // 1024, "activation": "relu"},
                    {"type": "affine", "nout": 4, "activation": "softmax"}],
-                  be=gen_backend("cpu", numerics, stochastic, seed=0))
+                  be=gen_backend("cpu", numerics, stochastic, seed=0, recipe=recipe))
     model.fit(data.train, build_optimizer({"learning_rate": 0.05, **optimizer}), 2,
               metrics=None)
     return model
 
 
 MOMENTUM = {"type": "momentum"}
-CASES = {  # what the first layer's MIN_SIZE weights run on the team
-    "fp16": ("fp16", False, MOMENTUM, {"_momentum", "_round_16", "_all_finite_bits"}),
-    "bf16": ("bf16", False, MOMENTUM, {"_momentum", "_round_16"}),
-    "bf16-stochastic": ("bf16", True, MOMENTUM, {"_sround_16"}),
-    "fp32-nesterov": ("fp32", False, {"type": "nesterov"}, {"_momentum"}),
-    "fp32-decay": ("fp32", False, {**MOMENTUM, "weight_decay": 1e-3}, {"_momentum_finish"}),
+CASES = {  # what the first layer's MIN_SIZE weights run on the team, by recipe
+    "fp16": ("fp16", False, MOMENTUM, "mixed", {"_momentum", "_all_finite_bits"}),
+    "bf16": ("bf16", False, MOMENTUM, "mixed", {"_momentum"}),
+    "fp16-pure": ("fp16", False, MOMENTUM, "pure",
+                  {"_momentum", "_round_16", "_all_finite_bits"}),
+    "bf16-pure": ("bf16", False, MOMENTUM, "pure", {"_momentum", "_round_16"}),
+    "bf16-stochastic": ("bf16", True, MOMENTUM, "mixed", {"_momentum", "_sround_16"}),
+    "bf16-stochastic-pure": ("bf16", True, MOMENTUM, "pure", {"_sround_16"}),
+    "fp32-nesterov": ("fp32", False, {"type": "nesterov"}, None, {"_momentum"}),
+    "fp32-decay": ("fp32", False, {**MOMENTUM, "weight_decay": 1e-3}, None,
+                   {"_momentum_finish"}),
 }
 
 
 @needs_team
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_training_runs_its_big_passes_on_the_team_with_the_serial_results(monkeypatch, case):
-    numerics, stochastic, optimizer, expected = CASES[case]
+    numerics, stochastic, optimizer, recipe, expected = CASES[case]
     ran = []
     real = cpu_omp.TEAM.run
     monkeypatch.setattr(cpu_omp.TEAM, "run",
                         lambda kernel, args: ran.append(kernel) or real(kernel, args))
-    teamed = _train(numerics, stochastic, optimizer)
+    teamed = _train(numerics, stochastic, optimizer, recipe)
     assert {getattr(cpu_omp, name) for name in expected} <= set(ran)
     if numerics == "bf16":
         assert cpu_omp._all_finite_bits not in ran  # no loss scaling
     monkeypatch.setattr(cpu_omp, "TEAM", cpu_omp.Team(None))
-    serial = _train(numerics, stochastic, optimizer)
+    serial = _train(numerics, stochastic, optimizer, recipe)
     for p, q in zip(teamed.params, serial.params, strict=True):
         np.testing.assert_array_equal(p.value, q.value, err_msg=p.key)
         np.testing.assert_array_equal(p.state["velocity"], q.state["velocity"], err_msg=p.key)
+        assert (p.master is None) == (recipe != "mixed")
+        if p.master is not None:
+            np.testing.assert_array_equal(p.master, q.master, err_msg=p.key)
 
 
 @pytest.mark.skipif(not ON_MKL, reason="oneMKL is not the bound library")

@@ -49,10 +49,10 @@ def test_momentum_finish_without_decay_is_the_blas_axpy(monkeypatch):
 
 
 def _fit(numerics: str, opt_spec: dict, fold: bool, diagnostics: dict | None = None,
-         epochs: int = 3) -> Model:
+         epochs: int = 3, storage: dict | None = None) -> Model:
     data = load_dataset({"name": "synthetic", "shape": [12], "nclass": 4, "ntrain": 96,
                          "nvalid": 32, "batch_size": 16})
-    be = gen_backend("cpu", numerics, seed=0)
+    be = gen_backend("cpu", numerics, seed=0, storage=storage)
     model = Model([{"type": "affine", "nout": 16, "activation": "relu"},
                    {"type": "affine", "nout": 4, "activation": "softmax"}], be=be)
     opt = build_optimizer(opt_spec)
@@ -78,6 +78,19 @@ def test_folded_training_equals_the_stored_gradient_path(numerics, weight_decay)
     # never stored: the GEMMs fold the weights' step in, the epilogues the biases'
     assert {p.name for p in folded.params} == {"W", "b"}
     assert all(not p.grad.any() for p in folded.params)
+
+
+def test_folded_training_steps_the_master_copy_of_16_bit_weights():
+    """fp32 gradients, velocity and master weights with the weights the layers read in fp16
+    (a storage override): the fold steps the master, and the weights are its rounding."""
+    storage = {"weights": "fp16"}
+    folded, plain = (_fit("fp32", MOMENTUM, fold, storage=storage) for fold in (True, False))
+    assert all(not p.grad.any() for p in folded.params)
+    for pf, pp in zip(folded.params, plain.params, strict=True):
+        np.testing.assert_allclose(pf.master, pp.master, rtol=2e-5, atol=2e-5, err_msg=pf.key)
+        np.testing.assert_allclose(pf.state["velocity"], pp.state["velocity"], rtol=2e-5,
+                                   atol=2e-5, err_msg=pf.key)
+        np.testing.assert_array_equal(pf.value, pf.master.astype(np.float16).astype(np.float32))
     assert all(p.fold is None and not p.folded for p in folded.params)
 
 

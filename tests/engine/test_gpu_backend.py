@@ -176,9 +176,13 @@ def test_gpu_dropout_masks_are_seeded_and_unbiased():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("recipe,storage", [("pure", None), ("pure", {"optimizer_state": "fp32"}),
+                                            ("mixed", None)], ids=["pure", "state32", "mixed"])
 @pytest.mark.parametrize("numerics", ["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
-def test_gpu_fused_sgd_matches_the_cpu_kernel(numerics, momentum, nesterov):
+def test_gpu_fused_sgd_matches_the_cpu_kernel(numerics, momentum, nesterov, recipe, storage):
+    """The velocity and weights stored in one format or in two (the kernel's two modes); a
+    master copy's step also writes the weights the layers read (``weights``)."""
     import cupy
 
     from neon.backends import gen_backend
@@ -187,13 +191,16 @@ def test_gpu_fused_sgd_matches_the_cpu_kernel(numerics, momentum, nesterov):
     w0, g0, v0 = (rng.standard_normal(4096) * s for s in (1.0, 50.0, 0.1))
     results = []
     for name in ("cpu", "gpu"):
-        be = gen_backend(name, numerics)
+        be = gen_backend(name, numerics, recipe=recipe, storage=storage)
         w, g, v = be.array(w0), be.array(g0), be.array(v0)
-        be.sgd_update(w, g, v if momentum else None, 0.05, momentum, nesterov, 1 / 64, 1e-3)
-        results.append([be.to_host(a) for a in (w, v)])
-    (wc, vc), (wg, vg) = results
+        copy = be.zeros(w.shape) if be.storage.keeps_master else None
+        be.sgd_update(w, g, v if momentum else None, 0.05, momentum, nesterov, 1 / 64, 1e-3,
+                      copy)
+        results.append([be.to_host(a) for a in (w, v, w if copy is None else copy)])
+    (wc, vc, cc), (wg, vg, cg) = results
     tol = {"fp32": 1e-6, "fp16": 2.0**-10, "bf16": 2.0**-7}[numerics]
     np.testing.assert_allclose(wg, wc, rtol=tol, atol=1e-7)
+    np.testing.assert_allclose(cg, cc, rtol=tol, atol=1e-7)
     if momentum:
         np.testing.assert_allclose(vg, vc, rtol=tol, atol=1e-7)
     assert cupy is not None

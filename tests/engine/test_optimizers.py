@@ -102,14 +102,42 @@ def test_no_weight_decay_on_biases(backend_name):
     np.testing.assert_allclose(run_steps(spec, be, decay=False), reference("sgd", 0.1))
 
 
-def test_fp16_state_is_rounded():
-    be = gen_backend("cpu", "fp16")
+def test_fp16_state_is_rounded_in_the_pure_recipe():
+    be = gen_backend("cpu", "fp16", recipe="pure")
     opt = build_optimizer({"type": "adam", "learning_rate": 1e-3})
     p = Param("W", be.array(W0), be.zeros(3), layer="l")
     p.grad[...] = be.array(G[0] * 1.0001)
     opt.optimize([p], be)
+    assert p.master is None
     for arr in (p.value, p.state["m"], p.state["v"]):
         np.testing.assert_array_equal(arr, arr.astype(np.float16).astype(np.float32))
+
+
+@pytest.mark.parametrize("numerics", ["fp16", "bf16"])
+@pytest.mark.parametrize("spec", [c[0] for c in CASES], ids=[c[0]["type"] for c in CASES])
+def test_mixed_recipe_steps_an_fp32_master_with_fp32_state(spec, numerics, backend_name):
+    """The default 16-bit recipe: the optimizer steps an fp32 master copy of the weights with
+    fp32 state, as the fp32 backend steps its weights (to the last bit), and the layers read
+    the master rounded to the 16-bit format."""
+    import ml_dtypes
+
+    store = np.float16 if numerics == "fp16" else ml_dtypes.bfloat16
+    grads = [g.astype(store).astype(np.float64) for g in G]  # exact in both backends
+    results = []
+    for be in (gen_backend(backend_name, "fp32"), gen_backend(backend_name, numerics)):
+        opt = build_optimizer(spec)
+        p = Param("W", be.array(W0), be.zeros(3), layer="l")
+        for g in grads:
+            p.grad[...] = be.array(g)
+            opt.optimize([p], be)
+        results.append((p, be))
+    (ref, ref_be), (mixed, be) = results
+    assert be.storage.recipe == "mixed" and ref.master is None
+    np.testing.assert_array_equal(be.to_host(mixed.master), ref_be.to_host(ref.value))
+    for slot, value in ref.state.items():
+        np.testing.assert_array_equal(be.to_host(mixed.state[slot]), ref_be.to_host(value))
+    np.testing.assert_array_equal(be.to_host(mixed.value),
+                                  be.to_host(mixed.master).astype(store).astype(np.float32))
 
 
 def test_schedules():
@@ -150,16 +178,28 @@ def test_loss_scalers():
     assert other.scale == 1024 and other.skipped_steps == 1
 
 
-@pytest.mark.parametrize("numerics,sr", [("fp32", False), ("fp64", False), ("fp16", False),
-                                         ("bf16", False), ("fp16", True), ("bf16", True)])
+# the velocity and the weights it steps: both in the numerics (pure), the velocity in fp32
+# (the fused kernel's two store modes), both in fp32 (mixed: the master copy)
+STEP_STORAGE = {"pure": ("pure", None), "state32": ("pure", {"optimizer_state": "fp32"}),
+                "mixed": ("mixed", None)}
+
+
+@pytest.mark.parametrize("numerics,sr,storage", [
+    ("fp32", False, "pure"), ("fp64", False, "pure"),
+    *((n, sr, s) for n in ("fp16", "bf16") for sr in (False, True) for s in STEP_STORAGE)])
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
-def test_fused_cpu_sgd_step_matches_the_generic_backend_step(numerics, sr, momentum, nesterov):
-    """CPUBackend.sgd_update (one numba pass) against Backend.sgd_update (array ops)."""
+def test_fused_cpu_sgd_step_matches_the_generic_backend_step(numerics, sr, momentum, nesterov,
+                                                             storage):
+    """CPUBackend.sgd_update (one numba pass) against Backend.sgd_update (array ops), for
+    each way of storing the velocity and the stepped weights."""
     from neon.backends.backend import Backend
 
+    recipe, classes = STEP_STORAGE[storage]
     rng = np.random.default_rng(0)
-    fused, generic = (gen_backend("cpu", numerics, stochastic_rounding=sr, seed=3)
-                      for _ in range(2))
+    fused, generic = (gen_backend("cpu", numerics, stochastic_rounding=sr, seed=3,
+                                  recipe=recipe, storage=classes) for _ in range(2))
+    wide_w = storage == "mixed"
+    wide_v = storage != "pure"
     w0 = rng.standard_normal(5000)
     g0 = rng.standard_normal(5000) * 100
     v0 = rng.standard_normal(5000) * 0.1
@@ -177,13 +217,21 @@ def test_fused_cpu_sgd_step_matches_the_generic_backend_step(numerics, sr, momen
         ulp = 2.0**-10 if numerics == "fp16" else 2.0**-7
         np.testing.assert_allclose(wf, wg, rtol=2 * ulp, atol=1e-6)
         return
-    tol = {"fp64": 1e-15, "fp32": 1e-6, "fp16": 2.0**-10, "bf16": 2.0**-7}[numerics]
+    tols = {"fp64": 1e-15, "fp32": 1e-6, "fp16": 2.0**-10, "bf16": 2.0**-7}
     # At full precision the two orders of operations differ by an ulp of the operands, which
     # is large against a result that cancels to near zero: bound the error by the operands.
-    ulp = {"fp64": 4e-16, "fp32": 2.4e-7}.get(numerics)
-    for got, want, start in ((wf, wg, w0), (vf, vg, v0))[: 2 if momentum else 1]:
-        atol = ulp * np.abs(start).max() if ulp else tol * 1e-3
-        np.testing.assert_allclose(got, want, rtol=tol, atol=atol)
+    ulps = {"fp64": 4e-16, "fp32": 2.4e-7}
+    for got, want, start, wide in ((wf, wg, w0, wide_w), (vf, vg, v0, wide_v))[
+            : 2 if momentum else 1]:
+        fmt = "fp32" if wide else numerics
+        ulp = ulps.get(fmt)
+        atol = ulp * np.abs(start).max() if ulp else tols[fmt] * 1e-3
+        np.testing.assert_allclose(got, want, rtol=tols[fmt], atol=atol)
     if numerics in ("fp16", "bf16"):
         store = np.float16 if numerics == "fp16" else __import__("ml_dtypes").bfloat16
-        np.testing.assert_array_equal(wf, wf.astype(store).astype(np.float32))
+        for got, wide in ((wf, wide_w), (vf, wide_v))[: 2 if momentum else 1]:
+            rounded = got.astype(store).astype(np.float32)
+            if wide:  # kept in fp32: not rounded to the 16-bit format
+                assert not np.array_equal(got, rounded)
+            else:
+                np.testing.assert_array_equal(got, rounded)
