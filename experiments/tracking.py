@@ -21,8 +21,10 @@ from typing import Any
 
 from experiments.store import KIND_TAG, client_for, experiment_id, resolve_uri, safe_key
 from experiments.views import UI_PORT, VIEW_TAG, runs_page, save_view, sweep_view, view_key
+from neon.backends.numerics import resolve_storage
 from neon.callbacks import Callback
 from neon.diagnostics import flatten_record
+from neon.errors import ConfigError
 from search.cli import command
 from search.tracking import Tracker
 
@@ -34,6 +36,7 @@ __all__ = [
     "SweepTracker",
     "architecture_params",
     "flatten_params",
+    "storage_params",
 ]
 
 ARCH_TAG = "neon_search.architecture"  # on a sweep run: JSON list of architecture params
@@ -60,6 +63,24 @@ def architecture_params(space: Any) -> list[str]:
     return [safe_key(d.name) for d in space if d.kind == "categorical" and (
         d.name == "arch" or d.name.rsplit(".", 1)[-1] == "layers"
         or all(layer_list(o) for o in d.options))]
+
+
+def storage_params(backend: dict[str, Any]) -> dict[str, str]:
+    """``recipe`` and ``storage.<tensor class>`` params of a trial's ``backend:`` section:
+    which tensors were stored in which format (none for full-precision runs)."""
+    try:
+        storage = resolve_storage(backend.get("numerics", "fp32"), backend.get("recipe"),
+                                  backend.get("storage"))
+    except ConfigError:  # the trial itself reports it
+        return {}
+    return _storage_names(storage)
+
+
+def _storage_names(storage: Any) -> dict[str, str]:
+    if not storage.emulated:
+        return {}
+    return {"recipe": storage.recipe,
+            **{f"storage.{k}": v for k, v in storage.names().items()}}
 
 
 def flatten_params(config: Any, prefix: str = "") -> dict[str, str]:
@@ -295,6 +316,7 @@ class SweepTracker(Tracker):
         resolved["backend"] = backend
         params.setdefault("numerics", backend.get("numerics", "fp32"))
         params.setdefault("backend", backend.get("name", "cpu"))
+        params.update(storage_params(backend))
         tags = {KIND_TAG: "trial", "mlflow.parentRunId": self.parent.run_id,
                 "trial_id": trial.id, "number": str(trial.number), "cell": trial.cell,
                 "state": "running", "sweep": self.sweep.name if self.sweep else ""}
@@ -441,7 +463,8 @@ class SingleRunTracker:
                                                          "model_file": str(model_path)})
         logger.params({**flatten_params({k: v for k, v in exp.config.items()
                                          if k not in ("description",)}),
-                       "numerics": exp.be.numerics, "backend": exp.be.name, "seed": exp.seed})
+                       "numerics": exp.be.numerics, "backend": exp.be.name, "seed": exp.seed,
+                       **_storage_names(exp.be.storage)})
         logger.text(_yaml(exp.config), "model.yaml")
         return cls(logger, uri)
 

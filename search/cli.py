@@ -330,6 +330,10 @@ def run_sweep(args: argparse.Namespace, tracker_factory: TrackerFactory | None =
     recorded = Journal(workdir).settings() if args.resume else None
     settings, tracker = settle(sweep, args, workdir, recorded, tracker_factory)
     sweep.search.parallel = settings["parallel"]
+    if args.quiet:
+        from neon.backends.kernel_cache import announce_as
+
+        announce_as(None)
     executor = build_executor(sweep.executor, sweep.search.parallel)
     controller = Controller(sweep, workdir, executor, tracker, resume=args.resume,
                             trials=settings["trials"], settings=settings)

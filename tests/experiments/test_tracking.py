@@ -50,6 +50,12 @@ def test_parent_and_trial_runs(tracked_sweep):
         params = run.data.params
         assert params["numerics"] == trial.cell and params["backend"] == "cpu"
         assert params["seed"] == "0" and params["arch"] == str(trial.point["arch"])
+        if trial.cell == "fp16":  # which tensors the default recipe keeps in fp32
+            assert params["recipe"] == "mixed" and params["storage.weights"] == "fp16"
+            assert params["storage.optimizer_state"] == params["storage.master_weights"] \
+                == "fp32"
+        else:
+            assert "recipe" not in params
         history = client.get_metric_history(run.info.run_id, "train_loss")
         assert sorted(m.step for m in history) == list(range(1, trial.epochs + 1))
         for key in ("val_misclassification", "val_log_loss", "seconds",
@@ -161,12 +167,14 @@ def test_neon_cli_mlflow_single_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/single.db"
     proc = subprocess.run([sys.executable, "-m", "experiments.neon_cli",
                            "examples/mlp/digits-small.yaml", "--epochs", "2", "--mlflow",
-                           "--tracking-uri", uri, "-q"],
+                           "--tracking-uri", uri, "-q", "--numerics", "bf16", "--recipe", "pure"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     client = client_for(uri)
     (run,) = runs_of(client, "digits-small", "single")
-    assert run.info.status == "FINISHED" and run.data.params["numerics"] == "fp32"
+    assert run.info.status == "FINISHED" and run.data.params["numerics"] == "bf16"
+    assert run.data.params["recipe"] == "pure"
+    assert run.data.params["storage.optimizer_state"] == "bf16"
     assert run.data.params["optimizer.learning_rate"] == "0.1"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_misclassification")]
     assert steps == [1, 2]
