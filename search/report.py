@@ -11,7 +11,14 @@ from neon.text import format_table
 from search.controller import SweepResult
 from search.trial import Trial, TrialState
 
-__all__ = ["leaderboard", "paired_table", "results_json", "summary_line", "write_results"]
+__all__ = [
+    "leaderboard",
+    "paired_table",
+    "plural",
+    "results_json",
+    "summary_line",
+    "write_results",
+]
 
 
 def _short(value: Any) -> str:
@@ -98,8 +105,13 @@ def summary_line(result: SweepResult) -> str:
     for t in result.trials:
         counts[t.state.value] = counts.get(t.state.value, 0) + 1
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    return f"{len(result.points)} points, {len(result.trials)} trials ({parts}) " \
-           f"in {result.seconds:.1f} s"
+    return f"{plural(len(result.points), 'point')}, {plural(len(result.trials), 'trial')} " \
+           f"({parts}) in {result.seconds:.1f} s"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 point``, ``2 points``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def results_json(result: SweepResult) -> dict[str, Any]:
